@@ -1,0 +1,180 @@
+//! The body of an upload: bytes in memory, a stream, or an `AsyncRead`, consumed as a stream so
+//! that a file of any size passes through in bounded memory.
+
+use std::fmt;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use tokio::io::AsyncRead;
+use tokio_util::io::ReaderStream;
+
+use crate::error::{Error, Result};
+
+/// The bytes of a file being uploaded.
+pub struct Body {
+    pub(crate) stream: BoxStream<'static, Result<Bytes>>,
+    /// The exact length, when known up front (bytes in memory, or a declared length).
+    pub(crate) len: Option<u64>,
+}
+
+impl Body {
+    /// A body from a stream of byte chunks. An `Err` item aborts the upload and nothing is
+    /// stored.
+    pub fn from_stream<S, E>(stream: S) -> Self
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Body {
+            stream: stream
+                .map_err(|e| Error::FileUploadError {
+                    key: String::new(),
+                    reason: format!("reading the upload body failed: {e}"),
+                })
+                .boxed(),
+            len: None,
+        }
+    }
+
+    /// A body read from an `AsyncRead` (a file, a socket, a pipe) until its end.
+    pub fn from_reader<R>(reader: R) -> Self
+    where
+        R: AsyncRead + Send + 'static,
+    {
+        Body::from_stream(ReaderStream::with_capacity(reader, 64 * 1024))
+    }
+
+    /// Declares the body's exact length. It is recorded with the object, and an upload whose
+    /// body turns out longer or shorter fails without storing anything.
+    pub fn with_len(mut self, len: u64) -> Self {
+        self.len = Some(len);
+        self
+    }
+
+    /// The declared or known length, if any.
+    pub fn len(&self) -> Option<u64> {
+        self.len
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        let len = bytes.len() as u64;
+        Body {
+            stream: futures::stream::once(async move { Ok(bytes) }).boxed(),
+            len: Some(len),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(v: Vec<u8>) -> Self {
+        Body::from(Bytes::from(v))
+    }
+}
+
+impl From<&'static [u8]> for Body {
+    fn from(v: &'static [u8]) -> Self {
+        Body::from(Bytes::from_static(v))
+    }
+}
+
+impl From<String> for Body {
+    fn from(s: String) -> Self {
+        Body::from(Bytes::from(s))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(s: &'static str) -> Self {
+        Body::from(Bytes::from_static(s.as_bytes()))
+    }
+}
+
+/// Wraps a stream so that it fails once more than `limit` bytes pass, or, with an `exact`
+/// length, when the total differs from it at the end.
+pub(crate) fn limited(
+    stream: BoxStream<'static, Result<Bytes>>,
+    limit: Option<u64>,
+    exact: Option<u64>,
+) -> BoxStream<'static, Result<Bytes>> {
+    if limit.is_none() && exact.is_none() {
+        return stream;
+    }
+    let max = match (limit, exact) {
+        (Some(l), Some(e)) => l.min(e),
+        (Some(l), None) => l,
+        (None, Some(e)) => e,
+        (None, None) => u64::MAX,
+    };
+    let over = move || match (limit, exact) {
+        (Some(l), _) if exact.is_none_or(|e| e > l) => Error::PayloadTooLarge { limit: l },
+        _ => Error::invalid_input("body", "longer than its declared length"),
+    };
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let seen_end = seen.clone();
+    let counted = stream.and_then(move |chunk| {
+        let total = seen.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
+            + chunk.len() as u64;
+        futures::future::ready(if total > max { Err(over()) } else { Ok(chunk) })
+    });
+    let check_end = futures::stream::once(async move {
+        let total = seen_end.load(std::sync::atomic::Ordering::Relaxed);
+        match exact {
+            Some(e) if total != e => Err(Error::invalid_input(
+                "body",
+                "shorter than its declared length",
+            )),
+            _ => Ok(Bytes::new()),
+        }
+    })
+    .try_filter(|b| futures::future::ready(!b.is_empty()));
+    counted.chain(check_end).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn drain(s: BoxStream<'static, Result<Bytes>>) -> Result<usize> {
+        let parts: Vec<Bytes> = s.try_collect().await?;
+        Ok(parts.iter().map(Bytes::len).sum())
+    }
+
+    fn chunks(n: usize, size: usize) -> BoxStream<'static, Result<Bytes>> {
+        futures::stream::iter((0..n).map(move |_| Ok(Bytes::from(vec![7u8; size])))).boxed()
+    }
+
+    #[tokio::test]
+    async fn limits() {
+        assert_eq!(
+            drain(limited(chunks(4, 10), Some(40), None)).await.unwrap(),
+            40
+        );
+        assert!(matches!(
+            drain(limited(chunks(5, 10), Some(40), None)).await,
+            Err(Error::PayloadTooLarge { limit: 40 })
+        ));
+        assert!(drain(limited(chunks(4, 10), None, Some(41))).await.is_err());
+        assert!(drain(limited(chunks(4, 10), None, Some(39))).await.is_err());
+        assert_eq!(
+            drain(limited(chunks(4, 10), None, Some(40))).await.unwrap(),
+            40
+        );
+        assert_eq!(
+            drain(limited(chunks(0, 10), Some(1), Some(0)))
+                .await
+                .unwrap(),
+            0
+        );
+    }
+}

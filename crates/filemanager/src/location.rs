@@ -1,0 +1,612 @@
+//! Where a file lives: the only code that turns `(domain, level, user_id, filename)` into a
+//! storage key and back.
+//!
+//! Every input is validated here, once, by the constructors of [`Domain`], [`UserId`],
+//! [`Filename`] and [`Location`]. Code below this module (codec, cache, store) receives a
+//! `Location` or a [`Scope`] and never a raw string, so isolation between domains and users
+//! rests on this file alone:
+//!
+//! - APP level: `{domain}/app/{filename}`, shared by all users of the domain;
+//! - USER level: `{domain}/user/{user_id}/{filename}`, private to one user.
+//!
+//! Because a domain cannot contain `/`, a user id cannot contain `/`, and a filename cannot
+//! contain an empty, `.` or `..` segment, no accepted location maps to a key outside its own
+//! prefix, and every key maps back to exactly one location.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Longest domain name, in bytes.
+pub const MAX_DOMAIN_LEN: usize = 63;
+/// Longest user id, in bytes.
+pub const MAX_USER_ID_LEN: usize = 128;
+/// Longest single segment of a filename, in bytes.
+pub const MAX_SEGMENT_LEN: usize = 255;
+/// Longest whole storage key, in bytes.
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// The seed's storage level: files shared by a domain, or private to one user of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageLevel {
+    /// `{domain}/app/{filename}`: shared across all users of the domain.
+    App,
+    /// `{domain}/user/{user_id}/{filename}`: isolated per user.
+    User,
+}
+
+impl StorageLevel {
+    /// The level's path segment: `app` or `user`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageLevel::App => "app",
+            StorageLevel::User => "user",
+        }
+    }
+}
+
+impl fmt::Display for StorageLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for StorageLevel {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "app" => Ok(StorageLevel::App),
+            "user" => Ok(StorageLevel::User),
+            _ => Err(Error::invalid_location(
+                "level",
+                "must be \"app\" or \"user\"",
+            )),
+        }
+    }
+}
+
+/// A validated domain name: 1–63 bytes of `a-z 0-9 _ -`, starting with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Domain(String);
+
+impl Domain {
+    /// Validates `name` as a domain.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        let bad = |reason: &str| Err(Error::invalid_location("domain", reason));
+        if name.is_empty() || name.len() > MAX_DOMAIN_LEN {
+            return bad("must be 1 to 63 characters");
+        }
+        if !name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
+            return bad("may contain only a-z, 0-9, '_' and '-'");
+        }
+        if !name.as_bytes()[0].is_ascii_alphanumeric() {
+            return bad("must start with a letter or digit");
+        }
+        Ok(Domain(name))
+    }
+
+    /// The domain as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Domain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated user id: 1–128 bytes of `A-Z a-z 0-9 . _ @ -`, and not `.` or `..`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct UserId(String);
+
+impl UserId {
+    /// Validates `id` as a user id.
+    pub fn new(id: impl Into<String>) -> Result<Self> {
+        let id = id.into();
+        let bad = |reason: &str| Err(Error::invalid_location("user_id", reason));
+        if id.is_empty() || id.len() > MAX_USER_ID_LEN {
+            return bad("must be 1 to 128 characters");
+        }
+        if !id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'-'))
+        {
+            return bad("may contain only A-Z, a-z, 0-9, '.', '_', '@' and '-'");
+        }
+        if id == "." || id == ".." {
+            return bad("must not be '.' or '..'");
+        }
+        Ok(UserId(id))
+    }
+
+    /// The user id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A validated filename: a relative path of `/`-separated segments, none empty, `.` or `..`,
+/// without backslashes or control characters, each segment at most 255 bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Filename(String);
+
+impl Filename {
+    /// Validates `name` as a filename. The whole-key length limit is checked by
+    /// [`Location::new`], which knows the prefix.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(Error::invalid_location("filename", "must not be empty"));
+        }
+        if name.len() > MAX_KEY_LEN {
+            return Err(Error::invalid_location(
+                "filename",
+                "longer than the 1024-byte key limit",
+            ));
+        }
+        check_path_chars("filename", &name)?;
+        for segment in name.split('/') {
+            check_segment("filename", segment)?;
+        }
+        Ok(Filename(name))
+    }
+
+    /// The filename as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Filename {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Rejects characters that are never allowed anywhere in a filename or prefix.
+fn check_path_chars(field: &'static str, s: &str) -> Result<()> {
+    if s.contains('\\') {
+        return Err(Error::invalid_location(field, "must not contain '\\'"));
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Error::invalid_location(
+            field,
+            "must not contain NUL or control characters",
+        ));
+    }
+    Ok(())
+}
+
+fn check_segment(field: &'static str, segment: &str) -> Result<()> {
+    match segment {
+        "" => Err(Error::invalid_location(
+            field,
+            "must not contain an empty segment ('//', or a leading or trailing '/')",
+        )),
+        "." | ".." => Err(Error::invalid_location(
+            field,
+            "must not contain a '.' or '..' segment",
+        )),
+        s if s.len() > MAX_SEGMENT_LEN => Err(Error::invalid_location(
+            field,
+            "a segment is longer than 255 bytes",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The root a listing covers: a domain's APP space or one user's space in it.
+///
+/// Its key prefix always ends in `/`, which is why a listing of `user/1` can never show files of
+/// `user/10`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Scope {
+    domain: Domain,
+    user: Option<UserId>,
+}
+
+impl Scope {
+    /// A scope from its parts. USER level needs a user id; APP level must not have one.
+    pub fn new(domain: Domain, level: StorageLevel, user: Option<UserId>) -> Result<Self> {
+        match (level, &user) {
+            (StorageLevel::App, Some(_)) => Err(Error::invalid_location(
+                "user_id",
+                "must not be given for APP level",
+            )),
+            (StorageLevel::User, None) => Err(Error::invalid_location(
+                "user_id",
+                "is required for USER level",
+            )),
+            _ => Ok(Scope { domain, user }),
+        }
+    }
+
+    /// Validates raw strings into a scope.
+    pub fn parse(domain: &str, level: StorageLevel, user_id: Option<&str>) -> Result<Self> {
+        let domain = Domain::new(domain)?;
+        let user = user_id.map(UserId::new).transpose()?;
+        Scope::new(domain, level, user)
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> &Domain {
+        &self.domain
+    }
+
+    /// The storage level.
+    pub fn level(&self) -> StorageLevel {
+        if self.user.is_some() {
+            StorageLevel::User
+        } else {
+            StorageLevel::App
+        }
+    }
+
+    /// The user id, for USER level.
+    pub fn user_id(&self) -> Option<&UserId> {
+        self.user.as_ref()
+    }
+
+    /// The key prefix of everything in this scope, ending in `/`.
+    pub fn key_prefix(&self) -> String {
+        match &self.user {
+            None => format!("{}/app/", self.domain),
+            Some(u) => format!("{}/user/{}/", self.domain, u),
+        }
+    }
+
+    /// The location of `filename` in this scope.
+    pub fn location(&self, filename: Filename) -> Result<Location> {
+        let loc = Location {
+            scope: self.clone(),
+            filename,
+        };
+        if loc.key().len() > MAX_KEY_LEN {
+            return Err(Error::invalid_location(
+                "filename",
+                "the storage key would be longer than 1024 bytes",
+            ));
+        }
+        Ok(loc)
+    }
+}
+
+/// A validated list prefix, relative to a scope's root. Empty means "everything".
+///
+/// Matching is by string prefix, as in S3: `posts/1` matches `posts/1/a.jpg` and `posts/10.txt`.
+/// It can never reach outside the scope because the scope's own prefix is prepended.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct ListPrefix(String);
+
+impl ListPrefix {
+    /// Validates a list prefix: same characters as a filename, no `.` or `..` segment, no empty
+    /// segment except that it may end in `/`.
+    pub fn new(prefix: impl Into<String>) -> Result<Self> {
+        let prefix = prefix.into();
+        if prefix.is_empty() {
+            return Ok(ListPrefix(prefix));
+        }
+        if prefix.len() > MAX_KEY_LEN {
+            return Err(Error::invalid_location("prefix", "longer than 1024 bytes"));
+        }
+        check_path_chars("prefix", &prefix)?;
+        let body = prefix.strip_suffix('/').unwrap_or(&prefix);
+        for segment in body.split('/') {
+            check_segment("prefix", segment)?;
+        }
+        Ok(ListPrefix(prefix))
+    }
+
+    /// The prefix as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A complete, validated file location: scope plus filename.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Location {
+    scope: Scope,
+    filename: Filename,
+}
+
+impl Location {
+    /// Validates raw strings into a location: the seed's `(domain, level, filename, user_id)`.
+    pub fn new(
+        domain: &str,
+        level: StorageLevel,
+        user_id: Option<&str>,
+        filename: &str,
+    ) -> Result<Self> {
+        Scope::parse(domain, level, user_id)?.location(Filename::new(filename)?)
+    }
+
+    /// Parses a storage key (`{domain}/app/{filename}` or `{domain}/user/{user_id}/{filename}`)
+    /// back into the location it came from.
+    pub fn from_key(key: &str) -> Result<Self> {
+        let bad = || Error::invalid_location("key", "not a FileManager storage key");
+        let (domain, rest) = key.split_once('/').ok_or_else(bad)?;
+        let (level, rest) = rest.split_once('/').ok_or_else(bad)?;
+        match level.parse::<StorageLevel>().map_err(|_| bad())? {
+            StorageLevel::App => Location::new(domain, StorageLevel::App, None, rest),
+            StorageLevel::User => {
+                let (user, filename) = rest.split_once('/').ok_or_else(bad)?;
+                Location::new(domain, StorageLevel::User, Some(user), filename)
+            }
+        }
+    }
+
+    /// The scope (domain, level, user) this location belongs to.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// The domain.
+    pub fn domain(&self) -> &Domain {
+        self.scope.domain()
+    }
+
+    /// The storage level.
+    pub fn level(&self) -> StorageLevel {
+        self.scope.level()
+    }
+
+    /// The user id, for USER level.
+    pub fn user_id(&self) -> Option<&UserId> {
+        self.scope.user_id()
+    }
+
+    /// The filename relative to the scope root.
+    pub fn filename(&self) -> &Filename {
+        &self.filename
+    }
+
+    /// The storage key.
+    pub fn key(&self) -> String {
+        let mut key = self.scope.key_prefix();
+        key.push_str(self.filename.as_str());
+        key
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.scope.key_prefix(), self.filename)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn app(domain: &str, filename: &str) -> Result<Location> {
+        Location::new(domain, StorageLevel::App, None, filename)
+    }
+
+    fn user(domain: &str, user: &str, filename: &str) -> Result<Location> {
+        Location::new(domain, StorageLevel::User, Some(user), filename)
+    }
+
+    #[test]
+    fn keys_follow_the_seed_layout() {
+        assert_eq!(
+            app("blog", "posts/123/image.jpg").unwrap().key(),
+            "blog/app/posts/123/image.jpg"
+        );
+        assert_eq!(
+            user("lms", "stu-1@x.org", "hw/1.pdf").unwrap().key(),
+            "lms/user/stu-1@x.org/hw/1.pdf"
+        );
+    }
+
+    #[test]
+    fn level_and_user_id_must_agree() {
+        let err = Location::new("blog", StorageLevel::User, None, "a").unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidLocation {
+                field: "user_id",
+                ..
+            }
+        ));
+        let err = Location::new("blog", StorageLevel::App, Some("1"), "a").unwrap_err();
+        assert!(matches!(
+            err,
+            Error::InvalidLocation {
+                field: "user_id",
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn domains() {
+        for ok in ["blog", "a", "0day", "my_app-2", &"a".repeat(63)] {
+            assert!(Domain::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "_x",
+            "Blog",
+            "a/b",
+            "a.b",
+            "a b",
+            "é",
+            "..",
+            "a\0",
+            &"a".repeat(64),
+        ] {
+            assert!(Domain::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_ids() {
+        for ok in ["1", "User.Name@x-y_z", "...", "a..b", &"u".repeat(128)] {
+            assert!(UserId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a b",
+            "a%2F",
+            "ü",
+            "a\n",
+            &"u".repeat(129),
+        ] {
+            assert!(UserId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn filenames() {
+        for ok in [
+            "a",
+            "a/b/c.txt",
+            "日本語/ファイル.txt",
+            "with space.txt",
+            "...",
+            "..a",
+            "a..",
+            "%2F",
+            "a#1",
+            "{weird}^`\"[]~!$&'()*+,;=:@",
+            &"s".repeat(255),
+        ] {
+            assert!(Filename::new(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/../b",
+            "./a",
+            "a/.",
+            "a\\b",
+            "..\\a",
+            "a\0b",
+            "a\nb",
+            "a\u{7f}",
+            "a\u{85}",
+            &"s".repeat(256),
+        ] {
+            assert!(Filename::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn whole_key_limit() {
+        // 4 segments of 255 plus 3 slashes = 1023 bytes of filename; with "d/app/" it is 1029.
+        let long = vec!["s".repeat(255); 4].join("/");
+        assert!(Filename::new(long.as_str()).is_ok());
+        assert!(app("d", &long).is_err());
+        let fits = format!("{}/{}", vec!["s".repeat(255); 3].join("/"), "t".repeat(250));
+        assert_eq!(app("d", &fits).unwrap().key().len(), 1024);
+        assert!(app("d", &format!("{fits}t")).is_err());
+    }
+
+    #[test]
+    fn prefixes() {
+        for ok in ["", "a", "a/", "posts/1", "posts/1/"] {
+            assert!(ListPrefix::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["/", "/a", "a//", "..", "../", "a/../", "a\\", "a\0", "a//b"] {
+            assert!(ListPrefix::new(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn user_scope_prefix_ends_in_slash() {
+        let one = Scope::parse("s", StorageLevel::User, Some("1")).unwrap();
+        let ten = user("s", "10", "x").unwrap();
+        assert!(!ten.key().starts_with(&one.key_prefix()));
+    }
+
+    #[test]
+    fn from_key_rejects_foreign_keys() {
+        for bad in [
+            "",
+            "blog",
+            "blog/app",
+            "blog/app/",
+            "blog/x/a",
+            "blog/user/1",
+            "blog/user/1/",
+            "Blog/app/a",
+            "blog/app/../a",
+            "blog/user/../a",
+        ] {
+            assert!(Location::from_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-zA-Z0-9 ._~#%-]{1,20}",
+            "\\PC{1,8}",
+            Just("..".to_string()),
+            Just(".".to_string()),
+            Just(String::new()),
+            "[\\x00-\\x1f\\\\/]{1,3}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_locations_stay_under_their_prefix_and_round_trip(
+            domain in "[a-z0-9][a-z0-9_-]{0,10}",
+            user_id in proptest::option::of("[A-Za-z0-9._@-]{1,12}"),
+            segments in proptest::collection::vec(segment(), 1..5),
+        ) {
+            let filename = segments.join("/");
+            let level = if user_id.is_some() { StorageLevel::User } else { StorageLevel::App };
+            if let Ok(loc) = Location::new(&domain, level, user_id.as_deref(), &filename) {
+                let key = loc.key();
+                prop_assert!(key.starts_with(&loc.scope().key_prefix()));
+                prop_assert!(key.len() <= MAX_KEY_LEN);
+                for seg in key.split('/') {
+                    prop_assert!(!seg.is_empty() && seg != "." && seg != "..");
+                }
+                prop_assert!(!key.contains('\\'));
+                prop_assert!(!key.chars().any(char::is_control));
+                let back = Location::from_key(&key).unwrap();
+                prop_assert_eq!(back, loc);
+            } else {
+                // Rejected input must really have broken a rule.
+                let broke = segments.iter().any(|s| {
+                    s.is_empty() || s == "." || s == ".." || s.len() > MAX_SEGMENT_LEN
+                        || s.contains('\\') || s.contains('/') || s.chars().any(char::is_control)
+                }) || user_id.as_deref().is_some_and(|u| u == "." || u == "..");
+                prop_assert!(broke, "rejected a valid location: {:?}", filename);
+            }
+        }
+    }
+}

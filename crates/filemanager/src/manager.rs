@@ -1,0 +1,502 @@
+//! [`FileManager`]: the seed's API, composed from location, codec and store.
+//!
+//! This file only orchestrates: it validates input through [`crate::location`] and
+//! [`crate::meta`], hands bytes to the codec and the store, and shapes results. It parses no
+//! wire format and does no cryptography itself.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::body::{self, Body};
+use crate::codec_io::{Codec, KeyConfig};
+use crate::error::{Error, Result};
+use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
+use crate::meta::{Encoding, ObjectRecord, normalize_metadata, validate_content_type};
+use crate::scoped::Scoped;
+use crate::store::{Capabilities, ObjectInfo, StorageConfig, Store};
+use crate::types::*;
+
+/// Most files one listing returns.
+pub const MAX_LIST_KEYS: usize = 1000;
+/// Head requests a listing runs at once to learn each file's own size.
+const LIST_HEAD_CONCURRENCY: usize = 16;
+
+/// The seed's FileManager: one handle to upload, download, delete, describe and list files of
+/// every domain and user. Cheap to clone; clones share everything.
+#[derive(Clone, Debug)]
+pub struct FileManager {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    codec: Codec,
+    max_upload_bytes: Option<u64>,
+}
+
+/// Builds a [`FileManager`] from explicit settings.
+#[derive(Debug)]
+pub struct FileManagerBuilder {
+    storage: StorageConfig,
+    keys: KeyConfig,
+    max_upload_bytes: Option<u64>,
+}
+
+impl FileManagerBuilder {
+    /// Uses the encryption key(s) in `keys` (see [`KeyConfig`]).
+    pub fn keys(mut self, keys: KeyConfig) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// Refuses uploads larger than `limit` bytes (checked while streaming).
+    pub fn max_upload_bytes(mut self, limit: Option<u64>) -> Self {
+        self.max_upload_bytes = limit;
+        self
+    }
+
+    /// Opens the backend and returns the manager.
+    pub fn build(self) -> Result<FileManager> {
+        Ok(FileManager {
+            inner: Arc::new(Inner {
+                store: self.storage.open()?,
+                codec: Codec::new(self.keys)?,
+                max_upload_bytes: self.max_upload_bytes,
+            }),
+        })
+    }
+}
+
+impl FileManager {
+    /// Starts building a manager over `storage`, with no encryption key yet.
+    pub fn builder(storage: StorageConfig) -> FileManagerBuilder {
+        FileManagerBuilder {
+            storage,
+            keys: KeyConfig::None,
+            max_upload_bytes: None,
+        }
+    }
+
+    /// A manager configured by the environment: the seed's `APP_BUCKET`, `S3_URL`,
+    /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` (local disk under
+    /// `FM_DATA_DIR` when `APP_BUCKET` is unset), `STORAGE_ENCRYPTION_KEY`,
+    /// `STORAGE_ENCRYPTION_KEYS_OLD` and `FM_MAX_UPLOAD_BYTES`.
+    pub fn from_env() -> Result<Self> {
+        let max = match std::env::var("FM_MAX_UPLOAD_BYTES") {
+            Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
+                Error::config("FM_MAX_UPLOAD_BYTES", "must be a whole number of bytes")
+            })?),
+            _ => None,
+        };
+        FileManager::builder(StorageConfig::from_env()?)
+            .keys(KeyConfig::from_env()?)
+            .max_upload_bytes(max)
+            .build()
+    }
+
+    /// What the storage backend can do.
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.store.capabilities()
+    }
+
+    /// A short name of the backend kind: `memory`, `local`, `s3`, `gcs` or `azure`.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.store.name()
+    }
+
+    /// A handle for the APP level of `domain`, from which `.user(id)` gives a USER-level one.
+    pub fn domain(&self, domain: &str) -> Result<Scoped> {
+        Ok(Scoped::new(
+            self.clone(),
+            Scope::parse(domain, StorageLevel::App, None)?,
+        ))
+    }
+
+    // ----- the operations, on validated locations -------------------------------------------
+
+    /// Uploads `body` to `location`, replacing any file there. Nothing is stored unless the
+    /// whole body arrives and is written.
+    pub async fn upload(
+        &self,
+        location: &Location,
+        body: impl Into<Body>,
+        opts: &UploadOptions,
+    ) -> Result<UploadResult> {
+        let body = body.into();
+        let metadata = normalize_metadata(&opts.metadata)?;
+        validate_content_type(&opts.content_type)?;
+        let encoding = Encoding::from_flags(opts.compress, opts.encrypt);
+        let key = location.key();
+        self.inner.codec.check(encoding)?;
+
+        let limit = match (self.inner.max_upload_bytes, opts.max_size) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if let (Some(limit), Some(len)) = (limit, body.len) {
+            if len > limit {
+                return Err(Error::PayloadTooLarge { limit });
+            }
+        }
+        let plain_len = Arc::new(AtomicU64::new(0));
+        let counter = plain_len.clone();
+        let plaintext = body::limited(body.stream, limit, body.len)
+            .inspect_ok(move |b| {
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+            })
+            .boxed();
+        let record = ObjectRecord {
+            content_type: opts.content_type.clone(),
+            metadata,
+            encoding,
+            size: body.len,
+        };
+        let stored = self
+            .inner
+            .codec
+            .encode(&key, encoding, body.len, plaintext)?;
+        let written = self
+            .inner
+            .store
+            .put(&key, &record, stored)
+            .await
+            .map_err(|e| with_key(e, &key))?;
+        let info = ObjectInfo::written(record, written, now());
+        Ok(UploadResult {
+            success: true,
+            file: file_info(location, &info, plain_len.load(Ordering::Relaxed)),
+        })
+    }
+
+    /// Starts a download of `location`: the file's description and a stream of its original
+    /// bytes (all of them, or `opts.range`).
+    pub async fn download(&self, location: &Location, opts: &DownloadOptions) -> Result<Download> {
+        let key = location.key();
+        match opts.range {
+            None => {
+                let (info, stored) = self.inner.store.get(&key).await?;
+                let size = self
+                    .inner
+                    .codec
+                    .size(&self.inner.store, &key, &info)
+                    .await?;
+                let body = self
+                    .inner
+                    .codec
+                    .decode(&key, info.record.encoding, size, stored)?;
+                Ok(Download {
+                    info: file_info(location, &info, size),
+                    body,
+                    range: None,
+                    from_cache: false,
+                })
+            }
+            Some(range) => {
+                let info = self.inner.store.head(&key).await?;
+                let size = self
+                    .inner
+                    .codec
+                    .size(&self.inner.store, &key, &info)
+                    .await?;
+                let range = range.resolve(size)?;
+                let body = self.read_range(&key, &info, range.clone()).await?;
+                Ok(Download {
+                    info: file_info(location, &info, size),
+                    body,
+                    range: Some(range),
+                    from_cache: false,
+                })
+            }
+        }
+    }
+
+    async fn read_range(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+        range: Range<u64>,
+    ) -> Result<crate::store::ByteStream> {
+        match info.record.encoding {
+            Encoding::Plain => self.inner.store.get_range(key, info, range).await,
+            _ => {
+                self.inner
+                    .codec
+                    .read_range(&self.inner.store, key, info, range)
+                    .await
+            }
+        }
+    }
+
+    /// Downloads the whole of `location` (or `opts.range` of it) into memory.
+    pub async fn download_bytes(
+        &self,
+        location: &Location,
+        opts: &DownloadOptions,
+    ) -> Result<Bytes> {
+        let dl = self.download(location, opts).await?;
+        let expected = dl.range.as_ref().map_or(dl.info.size, |r| r.end - r.start);
+        let mut out = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 30));
+        let mut body = dl.body;
+        while let Some(chunk) = body.next().await {
+            out.extend_from_slice(&chunk?);
+        }
+        Ok(Bytes::from(out))
+    }
+
+    /// The description of the file at `location`, or `None` if there is none.
+    pub async fn metadata(
+        &self,
+        location: &Location,
+        _use_cache: bool,
+    ) -> Result<Option<FileInfo>> {
+        let key = location.key();
+        match self.inner.store.head(&key).await {
+            Ok(info) => {
+                let size = self
+                    .inner
+                    .codec
+                    .size(&self.inner.store, &key, &info)
+                    .await?;
+                Ok(Some(file_info(location, &info, size)))
+            }
+            Err(Error::FileNotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the file at `location`; `FileNotFound` if there is none.
+    pub async fn delete(&self, location: &Location) -> Result<DeleteResult> {
+        let key = location.key();
+        self.inner.store.head(&key).await?;
+        self.inner.store.delete(&key).await?;
+        Ok(DeleteResult { success: true, key })
+    }
+
+    /// Lists the files of `scope`, in key order, one page at a time.
+    pub async fn list(&self, scope: &Scope, opts: &ListOptions) -> Result<ListResult> {
+        if !(1..=MAX_LIST_KEYS).contains(&opts.max_keys) {
+            return Err(Error::invalid_input(
+                "max_keys",
+                "must be between 1 and 1000",
+            ));
+        }
+        let root = scope.key_prefix();
+        let prefix = ListPrefix::new(opts.prefix.clone())?;
+        let start_after = match &opts.cursor {
+            Some(c) if !c.is_empty() => Some(format!(
+                "{root}{}",
+                Filename::new(c.clone()).map_err(|_| Error::invalid_input(
+                    "cursor",
+                    "not a cursor from this listing"
+                ))?
+            )),
+            _ => None,
+        };
+        let full_prefix = format!("{root}{}", prefix.as_str());
+        let entries = self
+            .inner
+            .store
+            .list(&full_prefix, start_after.as_deref())
+            .await?;
+        // Objects under our prefix that no FileManager location could have produced (written
+        // by another tool) are not files of this scope; skip them.
+        let mut page: Vec<Location> = entries
+            .try_filter_map(|key| {
+                let loc = Location::from_key(&key).ok().filter(|l| l.scope() == scope);
+                futures::future::ready(Ok(loc))
+            })
+            .take(opts.max_keys + 1)
+            .try_collect()
+            .await?;
+        let truncated = page.len() > opts.max_keys;
+        page.truncate(opts.max_keys);
+        let next_cursor = truncated
+            .then(|| page.last().map(|l| l.filename().to_string()))
+            .flatten();
+
+        // Each file's own size (and content type) lives in its metadata; a file deleted between
+        // the listing and its head request is left out.
+        let files: Vec<ListedFile> = futures::stream::iter(page)
+            .map(|loc| async move {
+                match self.metadata(&loc, true).await {
+                    Ok(Some(f)) => Ok(Some(ListedFile {
+                        filename: f.filename,
+                        key: f.key,
+                        size: f.size,
+                        last_modified: f.last_modified,
+                        etag: f.etag,
+                        content_type: f.content_type,
+                    })),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(LIST_HEAD_CONCURRENCY)
+            .try_filter_map(|f| futures::future::ready(Ok(f)))
+            .try_collect()
+            .await?;
+        Ok(ListResult {
+            success: true,
+            count: files.len(),
+            files,
+            truncated,
+            next_cursor,
+        })
+    }
+
+    // ----- the seed's signatures -------------------------------------------------------------
+
+    /// The seed's `upload_file`: `opts.user_id` is required for USER level.
+    pub async fn upload_file(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        filename: &str,
+        file_data: impl Into<Body>,
+        opts: UploadOptions,
+    ) -> Result<UploadResult> {
+        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
+        self.upload(&loc, file_data, &opts).await
+    }
+
+    /// The seed's `download_file`: the file's original bytes.
+    pub async fn download_file(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        filename: &str,
+        opts: DownloadOptions,
+    ) -> Result<Bytes> {
+        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
+        self.download_bytes(&loc, &opts).await
+    }
+
+    /// The seed's `delete_file`.
+    pub async fn delete_file(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        filename: &str,
+        user_id: Option<&str>,
+    ) -> Result<DeleteResult> {
+        let loc = Location::new(domain, level, user_id, filename)?;
+        self.delete(&loc).await
+    }
+
+    /// The seed's `get_file_metadata`: `None` when there is no such file.
+    pub async fn get_file_metadata(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        filename: &str,
+        user_id: Option<&str>,
+        use_cache: bool,
+    ) -> Result<Option<FileInfo>> {
+        let loc = Location::new(domain, level, user_id, filename)?;
+        self.metadata(&loc, use_cache).await
+    }
+
+    /// The seed's `list_files`.
+    pub async fn list_files(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        opts: ListOptions,
+    ) -> Result<ListResult> {
+        let scope = Scope::parse(domain, level, opts.user_id.as_deref())?;
+        self.list(&scope, &opts).await
+    }
+
+    /// The seed's `generate_upload_url`. URLs are signed and honoured by the HTTP service,
+    /// which is not built yet, so this validates its input and answers `Unsupported`.
+    pub fn generate_upload_url(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        filename: &str,
+        content_type: &str,
+        opts: UrlOptions,
+    ) -> Result<PresignedUrl> {
+        Location::new(domain, level, opts.user_id.as_deref(), filename)?;
+        validate_content_type(content_type)?;
+        check_expiry(opts.expires_in)?;
+        Err(Error::Unsupported {
+            what: "presigned upload URLs need the HTTP service".into(),
+        })
+    }
+
+    /// The seed's `generate_download_url`; see [`FileManager::generate_upload_url`].
+    pub fn generate_download_url(
+        &self,
+        domain: &str,
+        level: StorageLevel,
+        filename: &str,
+        opts: UrlOptions,
+    ) -> Result<PresignedUrl> {
+        Location::new(domain, level, opts.user_id.as_deref(), filename)?;
+        check_expiry(opts.expires_in)?;
+        Err(Error::Unsupported {
+            what: "presigned download URLs need the HTTP service".into(),
+        })
+    }
+}
+
+fn check_expiry(expires_in: u64) -> Result<()> {
+    if expires_in == 0 || expires_in > MAX_URL_EXPIRY_SECS {
+        return Err(Error::invalid_input(
+            "expires_in",
+            "must be between 1 and 604800 seconds",
+        ));
+    }
+    Ok(())
+}
+
+/// Body errors from a caller's stream do not know the key; fill it in.
+fn with_key(err: Error, key: &str) -> Error {
+    match err {
+        Error::FileUploadError { key: k, reason } if k.is_empty() => Error::FileUploadError {
+            key: key.to_owned(),
+            reason,
+        },
+        other => other,
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(0)
+}
+
+/// Entity tags are quoted in HTTP; some backends give them bare.
+fn quoted(etag: &Option<String>) -> Option<String> {
+    etag.as_ref().map(|e| {
+        if e.starts_with('"') || e.starts_with("W/\"") {
+            e.clone()
+        } else {
+            format!("\"{e}\"")
+        }
+    })
+}
+
+fn file_info(location: &Location, info: &ObjectInfo, size: u64) -> FileInfo {
+    FileInfo {
+        key: location.key(),
+        domain: location.domain().to_string(),
+        level: location.level(),
+        user_id: location.user_id().map(|u| u.to_string()),
+        filename: location.filename().to_string(),
+        size,
+        stored_size: info.stored_size,
+        content_type: info.record.content_type.clone(),
+        etag: quoted(&info.etag),
+        last_modified: info.last_modified,
+        compressed: info.record.encoding.compressed(),
+        encrypted: info.record.encoding.encrypted(),
+        metadata: info.record.metadata.clone(),
+    }
+}

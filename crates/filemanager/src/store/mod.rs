@@ -1,0 +1,373 @@
+//! The storage layer: a thin adapter over [`object_store::ObjectStore`].
+//!
+//! It adds exactly what the layers above need and object_store does not give uniformly:
+//!
+//! - the [`ObjectRecord`] (content type, user metadata, encoding) travels with every object, as
+//!   attributes where the backend has them and in a small envelope in front of the bytes where
+//!   it does not (local disk) — see [`record`];
+//! - streaming writes of any size that leave nothing behind on failure ([`upload`]);
+//! - listings in key order with S3-style string prefixes and a start-after cursor, on every
+//!   backend (local disk lists in directory order, so its listings are sorted here);
+//! - backend errors mapped to the public error type without paths or URLs ([`errors`]).
+//!
+//! Keys given to this layer come from [`crate::location::Location::key`] and are already
+//! validated; nothing here parses user input.
+
+mod config;
+mod errors;
+pub(crate) mod record;
+mod upload;
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions};
+
+pub use config::{S3Config, StorageConfig};
+
+use crate::error::{Error, Result};
+use crate::meta::ObjectRecord;
+use record::EnvelopeParse;
+
+/// What a storage backend can do, so that callers (and tests) can adapt instead of guessing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Metadata travels as object attributes. When false it is kept in an envelope in front of
+    /// the stored bytes.
+    pub attributes: bool,
+    /// Listings come back in key order from the backend itself.
+    pub sorted_listing: bool,
+    /// The backend can sign URLs for direct access without the service (S3).
+    pub signed_urls: bool,
+}
+
+/// Facts about one stored object, from a head request.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectInfo {
+    pub record: ObjectRecord,
+    /// Bytes of the stored body, after any envelope.
+    pub stored_size: u64,
+    pub etag: Option<String>,
+    pub last_modified: DateTime<Utc>,
+    /// Where the body starts in the backend object (the envelope's length, or 0).
+    body_offset: u64,
+}
+
+impl ObjectInfo {
+    /// What is known of an object just written, without asking the backend again.
+    pub(crate) fn written(record: ObjectRecord, written: Written, at: DateTime<Utc>) -> Self {
+        ObjectInfo {
+            record,
+            stored_size: written.stored_size,
+            etag: written.etag,
+            last_modified: at,
+            body_offset: 0,
+        }
+    }
+}
+
+/// The result of a completed write.
+#[derive(Debug, Clone)]
+pub(crate) struct Written {
+    pub etag: Option<String>,
+    pub stored_size: u64,
+}
+
+/// A byte stream from storage.
+pub(crate) type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+/// A storage backend with FileManager's conventions applied.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    inner: Arc<dyn ObjectStore>,
+    caps: Capabilities,
+    name: &'static str,
+    /// Appended to every key to name its object; see [`LOCAL_FILE_SUFFIX`].
+    suffix: &'static str,
+}
+
+/// On local disk every file's name ends in a backslash, a character no FileManager key may
+/// contain. A file system cannot hold both a file `d1` and a file `d1/f` (S3 can), and
+/// object_store hides local files named like `x#1` (its staging files); the suffix makes both
+/// impossible: `d1\` and `d1/f\` coexist, and `x#1\` is not a staging name.
+pub(crate) const LOCAL_FILE_SUFFIX: &str = "\\";
+
+impl Store {
+    /// Wraps an object store with the given capabilities.
+    pub(crate) fn new(inner: Arc<dyn ObjectStore>, caps: Capabilities, name: &'static str) -> Self {
+        let suffix = if name == "local" {
+            LOCAL_FILE_SUFFIX
+        } else {
+            ""
+        };
+        Store {
+            inner,
+            caps,
+            name,
+            suffix,
+        }
+    }
+
+    /// The object_store path of a validated key. Keys never contain what `Path::parse` rejects
+    /// (empty, `.` or `..` segments, control characters), so the key is used as is and an S3
+    /// object is named exactly like the FileManager key.
+    fn path(&self, key: &str) -> Path {
+        Path::parse(format!("{key}{}", self.suffix)).expect("validated keys are valid paths")
+    }
+
+    pub(crate) fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// A short name for the backend kind (`memory`, `local`, `s3`, …).
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Metadata of the object at `key`.
+    pub(crate) async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let path = self.path(key);
+        if self.caps.attributes {
+            let got = self
+                .inner
+                .get_opts(
+                    &path,
+                    GetOptions {
+                        head: true,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| errors::map(e, key))?;
+            let record = record::from_attributes(&got.attributes).map_err(|r| integrity(key, r))?;
+            Ok(ObjectInfo {
+                record,
+                stored_size: got.meta.size,
+                etag: got.meta.e_tag,
+                last_modified: got.meta.last_modified,
+                body_offset: 0,
+            })
+        } else {
+            let meta = self
+                .inner
+                .head(&path)
+                .await
+                .map_err(|e| errors::map(e, key))?;
+            let want = (meta.size as usize).min(record::ENVELOPE_MAX) as u64;
+            if want == 0 {
+                return Err(integrity(key, "empty object without an envelope"));
+            }
+            let got = self
+                .inner
+                .get_opts(
+                    &path,
+                    GetOptions {
+                        range: Some(GetRange::Bounded(0..want)),
+                        if_match: meta.e_tag.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| errors::map(e, key))?;
+            let meta = got.meta.clone();
+            let head = got.bytes().await.map_err(|e| errors::map(e, key))?;
+            match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
+                EnvelopeParse::Done(record, len) => Ok(ObjectInfo {
+                    record,
+                    stored_size: meta.size - len as u64,
+                    etag: meta.e_tag,
+                    last_modified: meta.last_modified,
+                    body_offset: len as u64,
+                }),
+                EnvelopeParse::NeedMore => Err(integrity(key, "truncated envelope")),
+            }
+        }
+    }
+
+    /// The whole object at `key`: its metadata and a stream of its stored body.
+    pub(crate) async fn get(&self, key: &str) -> Result<(ObjectInfo, ByteStream)> {
+        let path = self.path(key);
+        let got = self
+            .inner
+            .get_opts(&path, GetOptions::default())
+            .await
+            .map_err(|e| errors::map(e, key))?;
+        let owned_key = key.to_owned();
+        let meta = got.meta.clone();
+        if self.caps.attributes {
+            let record = record::from_attributes(&got.attributes).map_err(|r| integrity(key, r))?;
+            let info = ObjectInfo {
+                record,
+                stored_size: meta.size,
+                etag: meta.e_tag,
+                last_modified: meta.last_modified,
+                body_offset: 0,
+            };
+            let stream = got
+                .into_stream()
+                .map_err(move |e| errors::map(e, &owned_key).during_download(&owned_key))
+                .boxed();
+            return Ok((info, stream));
+        }
+        let mut stream = got.into_stream();
+        let mut head = BytesMut::new();
+        loop {
+            match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
+                EnvelopeParse::Done(record, len) => {
+                    let rest = head.split_off(len).freeze();
+                    let info = ObjectInfo {
+                        record,
+                        stored_size: meta.size - len as u64,
+                        etag: meta.e_tag,
+                        last_modified: meta.last_modified,
+                        body_offset: len as u64,
+                    };
+                    let first = futures::stream::iter((!rest.is_empty()).then_some(Ok(rest)));
+                    let body = first
+                        .chain(stream.map_err(move |e| {
+                            errors::map(e, &owned_key).during_download(&owned_key)
+                        }))
+                        .boxed();
+                    return Ok((info, body));
+                }
+                EnvelopeParse::NeedMore => match stream.next().await {
+                    Some(chunk) => head.extend_from_slice(&chunk.map_err(|e| errors::map(e, key))?),
+                    None => return Err(integrity(key, "truncated envelope")),
+                },
+            }
+        }
+    }
+
+    /// A byte range of the stored body of the object described by `info`. Fails with a
+    /// precondition error if the object changed since `info` was read.
+    pub(crate) async fn get_range(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+        range: Range<u64>,
+    ) -> Result<ByteStream> {
+        debug_assert!(range.start < range.end && range.end <= info.stored_size);
+        let off = info.body_offset;
+        let got = self
+            .inner
+            .get_opts(
+                &self.path(key),
+                GetOptions {
+                    range: Some(GetRange::Bounded(range.start + off..range.end + off)),
+                    if_match: info.etag.clone(),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| errors::map(e, key))?;
+        let owned_key = key.to_owned();
+        Ok(got
+            .into_stream()
+            .map_err(move |e| errors::map(e, &owned_key).during_download(&owned_key))
+            .boxed())
+    }
+
+    /// Writes `body` to `key` with its record, replacing any object there. On any failure
+    /// nothing is stored and any previous object is left as it was.
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        record: &ObjectRecord,
+        body: BoxStream<'_, Result<Bytes>>,
+    ) -> Result<Written> {
+        let path = self.path(key);
+        let (opts, prefix) = if self.caps.attributes {
+            let opts = PutOptions {
+                attributes: record::to_attributes(record),
+                ..Default::default()
+            };
+            (opts, None)
+        } else {
+            (
+                PutOptions::default(),
+                Some(Bytes::from(record::to_envelope(record))),
+            )
+        };
+        let written = Arc::new(AtomicU64::new(0));
+        let counter = written.clone();
+        let body = body
+            .inspect_ok(move |b| {
+                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+            })
+            .boxed();
+        match upload::write_stream(self.inner.as_ref(), &path, opts, prefix, body).await {
+            Ok(done) => Ok(Written {
+                etag: done.e_tag,
+                stored_size: written.load(Ordering::Relaxed),
+            }),
+            Err(upload::WriteError::Body(e)) => Err(e),
+            Err(upload::WriteError::Store(e)) => Err(errors::map(e, key).during_upload(key)),
+        }
+    }
+
+    /// Deletes the object at `key`. Deleting a missing object is not an error here.
+    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+        match self.inner.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(errors::map(e, key)),
+        }
+    }
+
+    /// Keys of the objects whose key starts with `prefix` (a plain string prefix, as in S3), in key order,
+    /// starting after `start_after` when given.
+    pub(crate) async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+    ) -> Result<BoxStream<'static, Result<String>>> {
+        // object_store lists whole path segments; list the directory holding the prefix and
+        // filter by the string prefix, so `posts/1` also finds `posts/10.txt`.
+        let dir = match prefix.rfind('/') {
+            Some(i) => Path::parse(&prefix[..i]).map_err(|_| list_error())?,
+            None => Path::default(),
+        };
+        let owned_prefix = prefix.to_owned();
+        let suffix = self.suffix;
+        let after = start_after.map(str::to_owned);
+        let raw = match (&after, self.caps.sorted_listing) {
+            (Some(a), true) => self.inner.list_with_offset(Some(&dir), &self.path(a)),
+            _ => self.inner.list(Some(&dir)),
+        };
+        let entries = raw
+            .map_err(|e| errors::map(e, ""))
+            .try_filter_map(move |meta| {
+                let location = meta.location.to_string();
+                // Objects without our suffix were not written by FileManager; skip them.
+                let Some(key) = location.strip_suffix(suffix).map(str::to_owned) else {
+                    return futures::future::ready(Ok(None));
+                };
+                let keep = key.starts_with(&owned_prefix)
+                    && after.as_deref().is_none_or(|a| key.as_str() > a);
+                futures::future::ready(Ok(keep.then_some(key)))
+            });
+        if self.caps.sorted_listing {
+            return Ok(entries.boxed());
+        }
+        let mut all: Vec<String> = entries.try_collect().await?;
+        all.sort_unstable();
+        Ok(futures::stream::iter(all.into_iter().map(Ok)).boxed())
+    }
+}
+
+fn integrity(key: &str, reason: &str) -> Error {
+    Error::Integrity {
+        key: key.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+fn list_error() -> Error {
+    Error::invalid_location("prefix", "not a valid list prefix")
+}

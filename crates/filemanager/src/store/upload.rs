@@ -1,0 +1,151 @@
+//! Streaming writes of any size with bounded memory and no partial object on failure.
+//!
+//! A body shorter than one part is sent with a single PUT. Anything longer becomes a multipart
+//! upload whose parts are sent while the next one is read, with at most [`MAX_PARTS_IN_FLIGHT`]
+//! parts in memory. If the body fails, or the future is dropped half way (a client hangs up, a
+//! request times out), the multipart upload is aborted, so no object appears under the key and
+//! no staging file is left behind: object stores only show an object once `complete` succeeds.
+
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use futures::stream::{BoxStream, FuturesUnordered};
+use object_store::path::Path;
+use object_store::{
+    MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+
+/// Size of each multipart part. S3 needs at least 5 MiB for every part but the last.
+pub(crate) const PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts uploading at once; with the part being filled this bounds memory at ~3 parts.
+pub(crate) const MAX_PARTS_IN_FLIGHT: usize = 2;
+
+/// Why a streaming write failed: the body's own error, or the backend's.
+pub(crate) enum WriteError {
+    Body(Error),
+    Store(object_store::Error),
+}
+
+/// Writes `prefix` followed by `body` to `path`, atomically.
+pub(crate) async fn write_stream(
+    store: &dyn ObjectStore,
+    path: &Path,
+    opts: PutOptions,
+    prefix: Option<Bytes>,
+    mut body: BoxStream<'_, Result<Bytes, Error>>,
+) -> Result<PutResult, WriteError> {
+    let mut buffer = BytesMut::new();
+    if let Some(p) = prefix {
+        buffer.extend_from_slice(&p);
+    }
+    let mut multipart: Option<Multipart> = None;
+    let mut opts = Some(opts);
+
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(WriteError::Body)?;
+        buffer.extend_from_slice(&chunk);
+        while buffer.len() >= PART_SIZE {
+            let part = buffer.split_to(PART_SIZE).freeze();
+            if multipart.is_none() {
+                let put = opts.take().expect("options are used once");
+                let opts = PutMultipartOptions {
+                    tags: put.tags,
+                    attributes: put.attributes,
+                    ..Default::default()
+                };
+                let upload = store
+                    .put_multipart_opts(path, opts)
+                    .await
+                    .map_err(WriteError::Store)?;
+                multipart = Some(Multipart::new(upload));
+            }
+            let mp = multipart.as_mut().expect("started above");
+            mp.send(part).await.map_err(WriteError::Store)?;
+        }
+    }
+
+    match multipart {
+        None => {
+            let payload = PutPayload::from(buffer.freeze());
+            store
+                .put_opts(path, payload, opts.take().expect("options are used once"))
+                .await
+                .map_err(WriteError::Store)
+        }
+        Some(mut mp) => {
+            if !buffer.is_empty() {
+                mp.send(buffer.freeze()).await.map_err(WriteError::Store)?;
+            }
+            mp.complete().await.map_err(WriteError::Store)
+        }
+    }
+}
+
+/// A multipart upload in progress that aborts itself unless completed.
+struct Multipart {
+    upload: Option<Box<dyn MultipartUpload>>,
+    in_flight: FuturesUnordered<JoinHandle<object_store::Result<()>>>,
+}
+
+impl Multipart {
+    fn new(upload: Box<dyn MultipartUpload>) -> Self {
+        Multipart {
+            upload: Some(upload),
+            in_flight: FuturesUnordered::new(),
+        }
+    }
+
+    /// Starts sending one part, after waiting for room among the parts in flight. Parts run as
+    /// tasks so they make progress while the caller reads the next part from its body.
+    async fn send(&mut self, part: Bytes) -> object_store::Result<()> {
+        while self.in_flight.len() >= MAX_PARTS_IN_FLIGHT {
+            self.wait_one().await?;
+        }
+        let upload = self.upload.as_mut().expect("upload is open until complete");
+        let fut = upload.put_part(PutPayload::from(part));
+        self.in_flight.push(tokio::spawn(fut));
+        Ok(())
+    }
+
+    async fn wait_one(&mut self) -> object_store::Result<()> {
+        match self.in_flight.next().await {
+            Some(joined) => joined.map_err(|e| object_store::Error::JoinError { source: e })?,
+            None => Ok(()),
+        }
+    }
+
+    async fn complete(&mut self) -> object_store::Result<PutResult> {
+        while !self.in_flight.is_empty() {
+            self.wait_one().await?;
+        }
+        let mut upload = self.upload.take().expect("complete is called once");
+        match upload.complete().await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                // Put it back so that Drop aborts it.
+                self.upload = Some(upload);
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Drop for Multipart {
+    fn drop(&mut self) {
+        let Some(mut upload) = self.upload.take() else {
+            return;
+        };
+        for task in self.in_flight.iter() {
+            task.abort();
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = upload.abort().await {
+                    tracing::warn!(error = %e, "could not abort a failed multipart upload");
+                }
+            });
+        }
+    }
+}
