@@ -114,6 +114,14 @@ pub enum Error {
         reason: String,
     },
 
+    /// A presigned request whose signature does not match, has expired, or is used for
+    /// another method, location or content type than it was signed for.
+    #[error("forbidden: {reason}")]
+    Forbidden {
+        /// Why, without any signature or secret.
+        reason: String,
+    },
+
     /// The operation is not available with this configuration or backend.
     #[error("unsupported: {what}")]
     Unsupported {
@@ -161,6 +169,7 @@ impl Error {
             Error::Integrity { .. } => "integrity_error",
             Error::PayloadTooLarge { .. } => "payload_too_large",
             Error::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            Error::Forbidden { .. } => "forbidden",
         }
     }
 

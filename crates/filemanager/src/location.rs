@@ -389,6 +389,119 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Parses the location part of a URL path, as the HTTP routes carry it:
+    /// `{domain}/app/{filename}` or `{domain}/user/{user_id}/{filename}`, still
+    /// percent-encoded. The raw path is split on `/` first and each part is decoded exactly
+    /// once, so an encoded `/` (`%2F`) or `\` (`%5C`) can never act as a separator: it is
+    /// rejected wherever it appears.
+    pub fn from_url_path(raw: &str) -> Result<Self> {
+        let parts = decode_parts(raw)?;
+        let bad = || {
+            Error::invalid_location(
+                "path",
+                "expected {domain}/app/{filename} or {domain}/user/{user_id}/{filename}",
+            )
+        };
+        match parts.as_slice() {
+            [domain, level, rest @ ..] if level == "app" && !rest.is_empty() => {
+                Location::new(domain, StorageLevel::App, None, &rest.join("/"))
+            }
+            [domain, level, user, rest @ ..] if level == "user" && !rest.is_empty() => {
+                Location::new(domain, StorageLevel::User, Some(user), &rest.join("/"))
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl Scope {
+    /// Parses a listing root from a URL path: `{domain}/app` or `{domain}/user/{user_id}`,
+    /// still percent-encoded (see [`Location::from_url_path`]).
+    pub fn from_url_path(raw: &str) -> Result<Self> {
+        let parts = decode_parts(raw)?;
+        match parts.as_slice() {
+            [domain, level] if level == "app" => Scope::parse(domain, StorageLevel::App, None),
+            [domain, level, user] if level == "user" => {
+                Scope::parse(domain, StorageLevel::User, Some(user))
+            }
+            _ => Err(Error::invalid_location(
+                "path",
+                "expected {domain}/app or {domain}/user/{user_id}",
+            )),
+        }
+    }
+}
+
+/// Splits a raw URL path on `/` and percent-decodes each part once. Empty parts are kept (the
+/// location rules reject them), decoded `/` and `\` are refused, and the result must be UTF-8.
+pub fn decode_parts(raw: &str) -> Result<Vec<String>> {
+    raw.split('/')
+        .map(|part| {
+            let decoded = percent_decode(part)?;
+            if decoded.contains('/') || decoded.contains('\\') {
+                return Err(Error::invalid_location(
+                    "path",
+                    "an encoded '/' or '\\' is not allowed",
+                ));
+            }
+            Ok(decoded)
+        })
+        .collect()
+}
+
+/// Decodes `%XX` escapes once. A `%` not followed by two hex digits is an error, as is a
+/// result that is not UTF-8.
+pub fn percent_decode(s: &str) -> Result<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok());
+            let byte = hex
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| {
+                    Error::invalid_location("path", "a '%' must be followed by two hex digits")
+                })?;
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| Error::invalid_location("path", "not valid UTF-8"))
+}
+
+/// Percent-encodes one location part for a URL path: everything but unreserved characters
+/// (`A-Z a-z 0-9 - . _ ~`) is escaped, so the result decodes back exactly.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+impl Location {
+    /// The location as a URL path (`{domain}/app/…` with every part percent-encoded), the
+    /// inverse of [`Location::from_url_path`].
+    pub fn to_url_path(&self) -> String {
+        self.key()
+            .split('/')
+            .map(percent_encode)
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}", self.scope.key_prefix(), self.filename)
@@ -565,6 +678,73 @@ mod tests {
             "blog/user/../a",
         ] {
             assert!(Location::from_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn url_paths_decode_each_part_once() {
+        let loc = Location::from_url_path("blog/app/posts/1/a%20b.jpg").unwrap();
+        assert_eq!(loc.key(), "blog/app/posts/1/a b.jpg");
+        let loc = Location::from_url_path("blog/user/u%401/x").unwrap();
+        assert_eq!(loc.user_id().unwrap().as_str(), "u@1");
+        // %252F decodes once to the literal text "%2F", which is a fine filename.
+        assert_eq!(
+            Location::from_url_path("blog/app/a%252Fb")
+                .unwrap()
+                .filename()
+                .as_str(),
+            "a%2Fb"
+        );
+        for bad in [
+            "blog/app/a%2Fb",
+            "blog/app/a%2fb",
+            "blog/app/a%5Cb",
+            "blog/app/a\\b",
+            "blog%2Fapp/x",
+            "blog/user/1%2F..%2F2/x",
+            "blog/app/%2E%2E/x",
+            "blog/app/..",
+            "blog/app/a%",
+            "blog/app/a%zz",
+            "blog/app/%FF",
+            "blog/app/a%00",
+            "blog/app/",
+            "blog/app",
+            "blog/user/1",
+            "blog/other/x",
+            "Blog/app/x",
+        ] {
+            assert!(Location::from_url_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_from_url_paths() {
+        assert_eq!(
+            Scope::from_url_path("blog/app").unwrap().key_prefix(),
+            "blog/app/"
+        );
+        assert_eq!(
+            Scope::from_url_path("blog/user/7").unwrap().key_prefix(),
+            "blog/user/7/"
+        );
+        for bad in [
+            "blog",
+            "blog/app/x",
+            "blog/user",
+            "blog/user/..",
+            "blog/user/a%2Fb",
+        ] {
+            assert!(Scope::from_url_path(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn url_paths_round_trip(name in "\\PC{1,10}(/\\PC{1,10}){0,3}") {
+            if let Ok(loc) = Location::new("d", StorageLevel::App, None, &name) {
+                prop_assert_eq!(Location::from_url_path(&loc.to_url_path()).unwrap(), loc);
+            }
         }
     }
 

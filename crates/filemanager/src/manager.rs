@@ -17,6 +17,7 @@ use crate::codec_io::{Codec, KeyConfig};
 use crate::error::{Error, Result};
 use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
 use crate::meta::{Encoding, ObjectRecord, normalize_metadata, validate_content_type};
+use crate::presign::{PresignConfig, PresignUpload, PresignedGrant, Presigner};
 use crate::scoped::Scoped;
 use crate::store::{Capabilities, ObjectInfo, StorageConfig, Store};
 use crate::types::*;
@@ -38,6 +39,7 @@ struct Inner {
     store: Store,
     codec: Codec,
     max_upload_bytes: Option<u64>,
+    presigner: Option<Presigner>,
 }
 
 /// Builds a [`FileManager`] from explicit settings.
@@ -46,6 +48,7 @@ pub struct FileManagerBuilder {
     storage: StorageConfig,
     keys: KeyConfig,
     max_upload_bytes: Option<u64>,
+    presign: Option<PresignConfig>,
 }
 
 impl FileManagerBuilder {
@@ -61,10 +64,18 @@ impl FileManagerBuilder {
         self
     }
 
+    /// Enables presigned URLs, signed with `config.secret` and pointing at
+    /// `config.base_url` (the HTTP service that honours them).
+    pub fn presign(mut self, config: Option<PresignConfig>) -> Self {
+        self.presign = config;
+        self
+    }
+
     /// Opens the backend and returns the manager.
     pub fn build(self) -> Result<FileManager> {
         Ok(FileManager {
             inner: Arc::new(Inner {
+                presigner: self.presign.as_ref().map(Presigner::new).transpose()?,
                 store: self.storage.open()?,
                 codec: Codec::new(self.keys)?,
                 max_upload_bytes: self.max_upload_bytes,
@@ -80,13 +91,15 @@ impl FileManager {
             storage,
             keys: KeyConfig::None,
             max_upload_bytes: None,
+            presign: None,
         }
     }
 
     /// A manager configured by the environment: the seed's `APP_BUCKET`, `S3_URL`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` (local disk under
     /// `FM_DATA_DIR` when `APP_BUCKET` is unset), `STORAGE_ENCRYPTION_KEY`,
-    /// `STORAGE_ENCRYPTION_KEYS_OLD` and `FM_MAX_UPLOAD_BYTES`.
+    /// `STORAGE_ENCRYPTION_KEYS_OLD`, `FM_MAX_UPLOAD_BYTES`, and for presigned URLs
+    /// `FM_PUBLIC_URL` with `FM_PRESIGN_SECRET`.
     pub fn from_env() -> Result<Self> {
         let max = match std::env::var("FM_MAX_UPLOAD_BYTES") {
             Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
@@ -94,10 +107,28 @@ impl FileManager {
             })?),
             _ => None,
         };
+        let presign = match (
+            std::env::var("FM_PUBLIC_URL"),
+            std::env::var("FM_PRESIGN_SECRET"),
+        ) {
+            (Ok(base_url), Ok(secret)) if !base_url.is_empty() && !secret.is_empty() => {
+                Some(PresignConfig {
+                    base_url,
+                    secret: zeroize::Zeroizing::new(secret.into_bytes()),
+                })
+            }
+            _ => None,
+        };
         FileManager::builder(StorageConfig::from_env()?)
             .keys(KeyConfig::from_env()?)
             .max_upload_bytes(max)
+            .presign(presign)
             .build()
+    }
+
+    /// The encryption key ids (hex, no secret), primary first.
+    pub fn key_ids(&self) -> &[String] {
+        self.inner.codec.key_ids()
     }
 
     /// What the storage backend can do.
@@ -189,7 +220,7 @@ impl FileManager {
                 let body = self
                     .inner
                     .codec
-                    .decode(&key, info.record.encoding, size, stored)?;
+                    .decode(&key, info.record.encoding, stored)?;
                 Ok(Download {
                     info: file_info(location, &info, size),
                     body,
@@ -413,8 +444,9 @@ impl FileManager {
         self.list(&scope, &opts).await
     }
 
-    /// The seed's `generate_upload_url`. URLs are signed and honoured by the HTTP service,
-    /// which is not built yet, so this validates its input and answers `Unsupported`.
+    /// The seed's `generate_upload_url`: a URL that lets its holder upload one file, of this
+    /// content type, until it expires, with no other credential. Stored encrypted (the seed's
+    /// default); see [`FileManager::presign_upload`] for the other switches.
     pub fn generate_upload_url(
         &self,
         domain: &str,
@@ -423,15 +455,19 @@ impl FileManager {
         content_type: &str,
         opts: UrlOptions,
     ) -> Result<PresignedUrl> {
-        Location::new(domain, level, opts.user_id.as_deref(), filename)?;
-        validate_content_type(content_type)?;
-        check_expiry(opts.expires_in)?;
-        Err(Error::Unsupported {
-            what: "presigned upload URLs need the HTTP service".into(),
-        })
+        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
+        let req = PresignUpload {
+            content_type: content_type.to_owned(),
+            expires_in: opts.expires_in,
+            max_size: None,
+            compress: false,
+            encrypt: true,
+        };
+        self.presign_upload(&loc, &req)
     }
 
-    /// The seed's `generate_download_url`; see [`FileManager::generate_upload_url`].
+    /// The seed's `generate_download_url`: a URL that lets its holder read one file until it
+    /// expires.
     pub fn generate_download_url(
         &self,
         domain: &str,
@@ -439,22 +475,56 @@ impl FileManager {
         filename: &str,
         opts: UrlOptions,
     ) -> Result<PresignedUrl> {
-        Location::new(domain, level, opts.user_id.as_deref(), filename)?;
-        check_expiry(opts.expires_in)?;
-        Err(Error::Unsupported {
-            what: "presigned download URLs need the HTTP service".into(),
-        })
+        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
+        self.presign_download(&loc, opts.expires_in)
     }
-}
 
-fn check_expiry(expires_in: u64) -> Result<()> {
-    if expires_in == 0 || expires_in > MAX_URL_EXPIRY_SECS {
-        return Err(Error::invalid_input(
-            "expires_in",
-            "must be between 1 and 604800 seconds",
-        ));
+    /// A presigned upload URL for `location`.
+    pub fn presign_upload(&self, location: &Location, req: &PresignUpload) -> Result<PresignedUrl> {
+        if req.encrypt || req.compress {
+            self.inner
+                .codec
+                .check(Encoding::from_flags(req.compress, req.encrypt))?;
+        }
+        self.presigner()?.upload(location, req, Utc::now())
     }
-    Ok(())
+
+    /// A presigned download URL for `location`, valid for `expires_in` seconds.
+    pub fn presign_download(&self, location: &Location, expires_in: u64) -> Result<PresignedUrl> {
+        self.presigner()?.download(location, expires_in, Utc::now())
+    }
+
+    /// Checks a request that may carry a presigned URL. `raw_path` is the request path as
+    /// received (`/v1/files/…`, still percent-encoded) and `raw_query` its query string.
+    /// `Ok(None)`: no signature, so not a presigned request; `Err(Forbidden)`: a signature that
+    /// does not allow this request.
+    pub fn verify_presigned(
+        &self,
+        method: &str,
+        raw_path: &str,
+        raw_query: &str,
+    ) -> Result<Option<PresignedGrant>> {
+        match &self.inner.presigner {
+            Some(p) => p.verify(method, raw_path, raw_query, Utc::now()),
+            None if raw_query.split('&').any(|kv| kv.starts_with("sig=")) => {
+                Err(Error::Forbidden {
+                    reason: "presigned URLs are not enabled".into(),
+                })
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn presigner(&self) -> Result<&Presigner> {
+        self.inner
+            .presigner
+            .as_ref()
+            .ok_or_else(|| Error::Unsupported {
+                what:
+                    "presigned URLs need a base URL and a secret (FM_PUBLIC_URL, FM_PRESIGN_SECRET)"
+                        .into(),
+            })
+    }
 }
 
 /// Body errors from a caller's stream do not know the key; fill it in.

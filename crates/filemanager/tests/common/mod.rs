@@ -18,7 +18,15 @@ pub enum Backend {
 }
 
 /// The codec combinations every behaviour runs with: (name, compress, encrypt).
-pub const CODECS: &[(&str, bool, bool)] = &[("plain", false, false)];
+pub const CODECS: &[(&str, bool, bool)] = &[
+    ("plain", false, false),
+    ("zstd", true, false),
+    ("aes", false, true),
+    ("zstd+aes", true, true),
+];
+
+/// The suite's encryption key (hex, used as is).
+pub const TEST_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 /// One test's world: a manager, a domain of its own, and the codec switches to upload with.
 pub struct Ctx {
@@ -189,7 +197,7 @@ fn staging_files(root: &std::path::Path) -> Vec<PathBuf> {
 
 /// The key configuration the suite uses.
 pub fn test_keys() -> KeyConfig {
-    KeyConfig::default()
+    KeyConfig::from_values(TEST_KEY, &[]).unwrap()
 }
 
 /// Deterministic bytes that do not compress much (xorshift).
