@@ -15,6 +15,7 @@
 
 mod config;
 mod errors;
+mod local_read;
 pub(crate) mod record;
 mod upload;
 
@@ -199,7 +200,6 @@ impl Store {
             .get_opts(&path, GetOptions::default())
             .await
             .map_err(|e| errors::map(e, key))?;
-        let owned_key = key.to_owned();
         let meta = got.meta.clone();
         if self.caps.attributes {
             let record = record::from_attributes(&got.attributes).map_err(|r| integrity(key, r))?;
@@ -210,13 +210,9 @@ impl Store {
                 last_modified: meta.last_modified,
                 body_offset: 0,
             };
-            let stream = got
-                .into_stream()
-                .map_err(move |e| errors::map(e, &owned_key).during_download(&owned_key))
-                .boxed();
-            return Ok((info, stream));
+            return Ok((info, local_read::stream(got, key)));
         }
-        let mut stream = got.into_stream();
+        let mut stream = local_read::stream(got, key);
         let mut head = BytesMut::new();
         loop {
             match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
@@ -230,15 +226,11 @@ impl Store {
                         body_offset: len as u64,
                     };
                     let first = futures::stream::iter((!rest.is_empty()).then_some(Ok(rest)));
-                    let body = first
-                        .chain(stream.map_err(move |e| {
-                            errors::map(e, &owned_key).during_download(&owned_key)
-                        }))
-                        .boxed();
+                    let body = first.chain(stream).boxed();
                     return Ok((info, body));
                 }
                 EnvelopeParse::NeedMore => match stream.next().await {
-                    Some(chunk) => head.extend_from_slice(&chunk.map_err(|e| errors::map(e, key))?),
+                    Some(chunk) => head.extend_from_slice(&chunk?),
                     None => return Err(integrity(key, "truncated envelope")),
                 },
             }
@@ -267,11 +259,7 @@ impl Store {
             )
             .await
             .map_err(|e| errors::map(e, key))?;
-        let owned_key = key.to_owned();
-        Ok(got
-            .into_stream()
-            .map_err(move |e| errors::map(e, &owned_key).during_download(&owned_key))
-            .boxed())
+        Ok(local_read::stream(got, key))
     }
 
     /// Writes `body` to `key` with its record, replacing any object there. On any failure

@@ -6,7 +6,9 @@
 //! request times out), the multipart upload is aborted, so no object appears under the key and
 //! no staging file is left behind: object stores only show an object once `complete` succeeds.
 
-use bytes::{Bytes, BytesMut};
+use std::collections::VecDeque;
+
+use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::{BoxStream, FuturesUnordered};
 use object_store::path::Path;
@@ -36,18 +38,17 @@ pub(crate) async fn write_stream(
     prefix: Option<Bytes>,
     mut body: BoxStream<'_, Result<Bytes, Error>>,
 ) -> Result<PutResult, WriteError> {
-    let mut buffer = BytesMut::new();
+    let mut pending = Pending::default();
     if let Some(p) = prefix {
-        buffer.extend_from_slice(&p);
+        pending.push(p);
     }
     let mut multipart: Option<Multipart> = None;
     let mut opts = Some(opts);
 
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(WriteError::Body)?;
-        buffer.extend_from_slice(&chunk);
-        while buffer.len() >= PART_SIZE {
-            let part = buffer.split_to(PART_SIZE).freeze();
+        pending.push(chunk.map_err(WriteError::Body)?);
+        while pending.len >= PART_SIZE {
+            let part = pending.take(PART_SIZE);
             if multipart.is_none() {
                 let put = opts.take().expect("options are used once");
                 let opts = PutMultipartOptions {
@@ -66,20 +67,53 @@ pub(crate) async fn write_stream(
         }
     }
 
+    let rest = pending.take(pending.len);
     match multipart {
-        None => {
-            let payload = PutPayload::from(buffer.freeze());
-            store
-                .put_opts(path, payload, opts.take().expect("options are used once"))
-                .await
-                .map_err(WriteError::Store)
-        }
+        None => store
+            .put_opts(path, rest, opts.take().expect("options are used once"))
+            .await
+            .map_err(WriteError::Store),
         Some(mut mp) => {
-            if !buffer.is_empty() {
-                mp.send(buffer.freeze()).await.map_err(WriteError::Store)?;
+            if rest.content_length() > 0 {
+                mp.send(rest).await.map_err(WriteError::Store)?;
             }
             mp.complete().await.map_err(WriteError::Store)
         }
+    }
+}
+
+/// Body pieces not yet sent. Parts are assembled from the pieces themselves (a `PutPayload`
+/// holds several buffers), so no byte is copied on the way to the backend.
+#[derive(Default)]
+struct Pending {
+    pieces: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl Pending {
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.pieces.push_back(b);
+        }
+    }
+
+    /// The first `n` bytes (or all, if fewer) as one payload.
+    fn take(&mut self, n: usize) -> PutPayload {
+        let mut out = Vec::new();
+        let mut need = n.min(self.len);
+        self.len -= need;
+        while need > 0 {
+            let mut piece = self.pieces.pop_front().expect("len counts the pieces");
+            if piece.len() > need {
+                let head = piece.split_to(need);
+                self.pieces.push_front(piece);
+                piece = head;
+            }
+            need -= piece.len();
+            out.push(piece);
+        }
+        out.into_iter().collect()
     }
 }
 
@@ -99,12 +133,12 @@ impl Multipart {
 
     /// Starts sending one part, after waiting for room among the parts in flight. Parts run as
     /// tasks so they make progress while the caller reads the next part from its body.
-    async fn send(&mut self, part: Bytes) -> object_store::Result<()> {
+    async fn send(&mut self, part: PutPayload) -> object_store::Result<()> {
         while self.in_flight.len() >= MAX_PARTS_IN_FLIGHT {
             self.wait_one().await?;
         }
         let upload = self.upload.as_mut().expect("upload is open until complete");
-        let fut = upload.put_part(PutPayload::from(part));
+        let fut = upload.put_part(part);
         self.in_flight.push(tokio::spawn(fut));
         Ok(())
     }
@@ -147,5 +181,30 @@ impl Drop for Multipart {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_are_cut_exactly_without_losing_bytes() {
+        let mut p = Pending::default();
+        let data: Vec<u8> = (0..=255u8).cycle().take(1000).collect();
+        for piece in data.chunks(37) {
+            p.push(Bytes::copy_from_slice(piece));
+        }
+        p.push(Bytes::new());
+        let mut got = Vec::new();
+        for want in [100, 0, 333, 1, 10_000] {
+            let part = p.take(want);
+            assert_eq!(part.content_length(), want.min(1000 - got.len()));
+            for b in part.iter() {
+                got.extend_from_slice(b);
+            }
+        }
+        assert_eq!(got, data);
+        assert_eq!(p.len, 0);
     }
 }

@@ -1,0 +1,72 @@
+//! Reading local files in large pieces.
+//!
+//! object_store streams a local file in 8 KiB reads, each on a blocking thread; for a 64 MiB
+//! file that is 8 192 thread hand-offs, and downloads ran at a fifth of a plain read. Reading
+//! 1 MiB per hand-off keeps memory bounded and makes the overhead vanish.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::{GetResult, GetResultPayload};
+
+use super::ByteStream;
+use crate::error::Error;
+
+/// Bytes read per blocking call.
+const READ_SIZE: u64 = 1024 * 1024;
+
+/// The payload of a get as a stream, reading local files in [`READ_SIZE`] pieces.
+pub(crate) fn stream(got: GetResult, key: &str) -> ByteStream {
+    let range = got.range.clone();
+    match got.payload {
+        GetResultPayload::File(file, _) => file_stream(file, range, key.to_owned()),
+        GetResultPayload::Stream(s) => {
+            let key = key.to_owned();
+            s.map(move |r| r.map_err(|e| super::errors::map(e, &key).during_download(&key)))
+                .boxed()
+        }
+    }
+}
+
+fn file_stream(file: std::fs::File, range: Range<u64>, key: String) -> ByteStream {
+    let state = (Some(file), range.start, range.end, key);
+    futures::stream::try_unfold(state, |(file, pos, end, key)| async move {
+        let Some(mut file) = file else {
+            return Ok(None);
+        };
+        if pos >= end {
+            return Ok(None);
+        }
+        let want = (end - pos).min(READ_SIZE) as usize;
+        let read = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+            file.seek(SeekFrom::Start(pos))?;
+            let mut buf = vec![0u8; want];
+            file.read_exact(&mut buf)?;
+            Ok((file, buf))
+        })
+        .await;
+        match read {
+            Ok(Ok((file, buf))) => {
+                let next = pos + buf.len() as u64;
+                Ok(Some((Bytes::from(buf), (Some(file), next, end, key))))
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(key, error = %e, "reading a stored file failed");
+                Err(Error::FileDownloadError {
+                    reason: match e.kind() {
+                        std::io::ErrorKind::UnexpectedEof => "the stored file ended early".into(),
+                        _ => "an I/O error occurred in storage".into(),
+                    },
+                    key,
+                })
+            }
+            Err(_) => Err(Error::FileDownloadError {
+                key,
+                reason: "the read was cancelled".into(),
+            }),
+        }
+    })
+    .boxed()
+}
