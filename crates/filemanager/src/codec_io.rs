@@ -301,6 +301,27 @@ impl Codec {
     }
 }
 
+impl Codec {
+    /// Whether the encrypted object described by `info` is sealed under a key other than the
+    /// primary one (so `rekey` should re-encrypt it).
+    pub(crate) async fn needs_rekey(
+        &self,
+        store: &Store,
+        key: &str,
+        info: &ObjectInfo,
+    ) -> Result<bool> {
+        let Some(ring) = self.keys.as_deref() else {
+            return Ok(false);
+        };
+        if !info.record.encoding.encrypted() || info.stored_size < HEADER_LEN as u64 {
+            return Ok(false);
+        }
+        let header = fetch(store, key, info, 0..HEADER_LEN as u64).await?;
+        let (header, _) = codec::Header::parse(&header).map_err(|e| codec_error(key, e))?;
+        Ok(codec::needs_rekey(&header, ring))
+    }
+}
+
 /// The header must say what the record says.
 fn agree(key: &str, encoding: Encoding, compressed: bool, encrypted: bool) -> Result<()> {
     if encoding.compressed() != compressed || encoding.encrypted() != encrypted {

@@ -270,6 +270,19 @@ pub struct PresignedUrl {
     pub expires_in: u64,
 }
 
+/// What a key rotation pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RekeyReport {
+    /// Objects looked at.
+    pub scanned: u64,
+    /// Objects re-encrypted under the primary key.
+    pub rekeyed: u64,
+    /// Objects that changed while being re-encrypted and were left to their new writer.
+    pub skipped_changed: u64,
+    /// Objects that could not be re-encrypted: storage key and reason.
+    pub failed: Vec<(String, String)>,
+}
+
 /// A download in progress: what the file is and a stream of its (original) bytes.
 pub struct Download {
     /// The file.

@@ -287,3 +287,53 @@ proptest! {
         })?;
     }
 }
+
+#[tokio::test]
+async fn rekey_moves_every_old_file_to_the_primary_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = local(dir.path(), test_keys());
+    let files = [
+        ("a", true, false),
+        ("b/c", true, true),
+        ("plain", false, false),
+        ("zipped", false, true),
+        ("big", true, false),
+    ];
+    for (name, encrypt, compress) in files {
+        let size = if name == "big" {
+            9 * 1024 * 1024
+        } else {
+            10_000
+        };
+        let opts = UploadOptions::default().encrypt(encrypt).compress(compress);
+        old.upload(&loc(name), pseudo_random(size as u64, size), &opts)
+            .await
+            .unwrap();
+    }
+    let new_key = "ab".repeat(32);
+    let rotating = local(
+        dir.path(),
+        KeyConfig::from_values(&new_key, &[TEST_KEY]).unwrap(),
+    );
+    let report = rotating.rekey("").await.unwrap();
+    assert_eq!(report.scanned, 5);
+    assert_eq!(report.rekeyed, 3, "{report:?}");
+    assert!(report.failed.is_empty(), "{report:?}");
+    let only_new = local(dir.path(), KeyConfig::from_values(&new_key, &[]).unwrap());
+    for (name, encrypt, _) in files {
+        let size = if name == "big" {
+            9 * 1024 * 1024
+        } else {
+            10_000
+        };
+        let got = only_new
+            .download_bytes(&loc(name), &Default::default())
+            .await
+            .unwrap();
+        assert!(got == pseudo_random(size as u64, size), "{name}");
+        let meta = only_new.metadata(&loc(name), false).await.unwrap().unwrap();
+        assert_eq!(meta.encrypted, encrypt);
+    }
+    let again = rotating.rekey("").await.unwrap();
+    assert_eq!((again.scanned, again.rekeyed), (5, 0));
+}
