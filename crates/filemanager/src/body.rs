@@ -16,6 +16,8 @@ pub struct Body {
     pub(crate) stream: BoxStream<'static, Result<Bytes>>,
     /// The exact length, when known up front (bytes in memory, or a declared length).
     pub(crate) len: Option<u64>,
+    /// The whole body is already in memory (so writing it in one piece costs no extra memory).
+    pub(crate) in_memory: bool,
 }
 
 impl Body {
@@ -34,6 +36,7 @@ impl Body {
                 })
                 .boxed(),
             len: None,
+            in_memory: false,
         }
     }
 
@@ -72,6 +75,7 @@ impl From<Bytes> for Body {
         Body {
             stream: futures::stream::once(async move { Ok(bytes) }).boxed(),
             len: Some(len),
+            in_memory: true,
         }
     }
 }

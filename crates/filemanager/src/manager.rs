@@ -195,7 +195,7 @@ impl FileManager {
         let written = self
             .inner
             .store
-            .put(&key, &record, stored)
+            .put(&key, &record, stored, body.in_memory)
             .await
             .map_err(|e| with_key(e, &key))?;
         let info = ObjectInfo::written(record, written, now());
@@ -270,14 +270,19 @@ impl FileManager {
         location: &Location,
         opts: &DownloadOptions,
     ) -> Result<Bytes> {
-        let dl = self.download(location, opts).await?;
-        let expected = dl.range.as_ref().map_or(dl.info.size, |r| r.end - r.start);
-        let mut out = Vec::with_capacity(usize::try_from(expected).unwrap_or(0).min(1 << 30));
-        let mut body = dl.body;
-        while let Some(chunk) = body.next().await {
-            out.extend_from_slice(&chunk?);
+        if opts.range.is_some() {
+            return collect(self.download(location, opts).await?.body).await;
         }
-        Ok(Bytes::from(out))
+        // The whole object in one read: no per-piece hand-offs, one buffer.
+        let key = location.key();
+        let (info, stored) = self.inner.store.get_all(&key).await?;
+        match info.record.encoding {
+            Encoding::Plain => Ok(stored),
+            encoding => {
+                let once = futures::stream::once(async move { Ok(stored) }).boxed();
+                collect(self.inner.codec.decode(&key, encoding, once)?).await
+            }
+        }
     }
 
     /// The description of the file at `location`, or `None` if there is none.
@@ -428,7 +433,7 @@ impl FileManager {
         if store.head(key).await.ok().and_then(|i| i.etag) != current.etag {
             return Ok(RekeyOutcome::Changed);
         }
-        store.put(key, &record, encoded).await?;
+        store.put(key, &record, encoded, false).await?;
         Ok(RekeyOutcome::Done)
     }
 
@@ -576,6 +581,18 @@ impl FileManager {
                         .into(),
             })
     }
+}
+
+/// Gathers a byte stream into one buffer.
+async fn collect(mut body: crate::store::ByteStream) -> Result<Bytes> {
+    let mut parts = Vec::new();
+    while let Some(chunk) = body.next().await {
+        parts.push(chunk?);
+    }
+    Ok(match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => Bytes::from(parts.concat()),
+    })
 }
 
 /// What happened to one object in a rekey pass.

@@ -30,6 +30,50 @@ pub(crate) fn stream(got: GetResult, key: &str) -> ByteStream {
     }
 }
 
+/// The payload of a get in one buffer; a local file is read with a single blocking call.
+pub(crate) async fn read_all(got: GetResult, key: &str) -> Result<Bytes, Error> {
+    let range = got.range.clone();
+    match got.payload {
+        GetResultPayload::File(mut file, _) => {
+            let len = (range.end - range.start) as usize;
+            let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                file.seek(SeekFrom::Start(range.start))?;
+                let mut buf = vec![0u8; len];
+                file.read_exact(&mut buf)?;
+                Ok(buf)
+            })
+            .await;
+            match read {
+                Ok(Ok(buf)) => Ok(Bytes::from(buf)),
+                Ok(Err(e)) => Err(read_error(key, &e)),
+                Err(_) => Err(Error::FileDownloadError {
+                    key: key.to_owned(),
+                    reason: "the read was cancelled".into(),
+                }),
+            }
+        }
+        GetResultPayload::Stream(mut s) => {
+            let mut buf = Vec::with_capacity((range.end - range.start) as usize);
+            while let Some(chunk) = s.next().await {
+                let chunk = chunk.map_err(|e| super::errors::map(e, key).during_download(key))?;
+                buf.extend_from_slice(&chunk);
+            }
+            Ok(Bytes::from(buf))
+        }
+    }
+}
+
+fn read_error(key: &str, e: &std::io::Error) -> Error {
+    tracing::warn!(key, error = %e, "reading a stored file failed");
+    Error::FileDownloadError {
+        key: key.to_owned(),
+        reason: match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => "the stored file ended early".into(),
+            _ => "an I/O error occurred in storage".into(),
+        },
+    }
+}
+
 fn file_stream(file: std::fs::File, range: Range<u64>, key: String) -> ByteStream {
     let state = (Some(file), range.start, range.end, key);
     futures::stream::try_unfold(state, |(file, pos, end, key)| async move {
@@ -52,16 +96,7 @@ fn file_stream(file: std::fs::File, range: Range<u64>, key: String) -> ByteStrea
                 let next = pos + buf.len() as u64;
                 Ok(Some((Bytes::from(buf), (Some(file), next, end, key))))
             }
-            Ok(Err(e)) => {
-                tracing::warn!(key, error = %e, "reading a stored file failed");
-                Err(Error::FileDownloadError {
-                    reason: match e.kind() {
-                        std::io::ErrorKind::UnexpectedEof => "the stored file ended early".into(),
-                        _ => "an I/O error occurred in storage".into(),
-                    },
-                    key,
-                })
-            }
+            Ok(Err(e)) => Err(read_error(&key, &e)),
             Err(_) => Err(Error::FileDownloadError {
                 key,
                 reason: "the read was cancelled".into(),

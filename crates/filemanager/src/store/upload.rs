@@ -30,14 +30,18 @@ pub(crate) enum WriteError {
     Store(object_store::Error),
 }
 
-/// Writes `prefix` followed by `body` to `path`, atomically.
+/// Writes `prefix` followed by `body` to `path`, atomically. With `single_put` the body is
+/// sent in one request whatever its size (the caller holds it in memory already).
 pub(crate) async fn write_stream(
     store: &dyn ObjectStore,
     path: &Path,
     opts: PutOptions,
     prefix: Option<Bytes>,
     mut body: BoxStream<'_, Result<Bytes, Error>>,
+    single_put: bool,
 ) -> Result<PutResult, WriteError> {
+    // A body already in memory may go in one PUT where parts buy nothing (local disk).
+    let part_size = if single_put { usize::MAX } else { PART_SIZE };
     let mut pending = Pending::default();
     if let Some(p) = prefix {
         pending.push(p);
@@ -47,8 +51,8 @@ pub(crate) async fn write_stream(
 
     while let Some(chunk) = body.next().await {
         pending.push(chunk.map_err(WriteError::Body)?);
-        while pending.len >= PART_SIZE {
-            let part = pending.take(PART_SIZE);
+        while pending.len >= part_size {
+            let part = pending.take(part_size);
             if multipart.is_none() {
                 let put = opts.take().expect("options are used once");
                 let opts = PutMultipartOptions {
