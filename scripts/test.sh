@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: installs and starts what the tests need (Garage
+# S3 on loopback), checks formatting and lints, runs every test, and stops what it started.
+#
+#   scripts/test.sh            everything
+#   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+extra=()
+if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
+
+say() { printf '\n== %s\n' "$*"; }
+
+say "formatting"
+cargo fmt --all -- --check
+
+say "lints"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+say "starting Garage (S3)"
+state=$(mktemp -d /tmp/fm-test.XXXXXX)
+cleanup() { scripts/garage.sh stop "$state/garage" || true; rm -rf "$state"; }
+trap cleanup EXIT
+scripts/garage.sh start "$state/garage"
+# shellcheck disable=SC1091
+source "$state/garage/env"
+
+say "tests"
+cargo test --workspace --locked "${extra[@]}"
