@@ -18,6 +18,9 @@ cargo fmt --all -- --check
 say "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+say "optional backends compile (GCS, Azure)"
+cargo check -p filemanager --features gcp,azure --locked
+
 say "starting Garage (S3)"
 state=$(mktemp -d /tmp/fm-test.XXXXXX)
 cleanup() { scripts/garage.sh stop "$state/garage" || true; rm -rf "$state"; }

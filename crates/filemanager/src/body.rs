@@ -56,7 +56,7 @@ impl Body {
     }
 
     /// The declared or known length, if any.
-    pub fn len(&self) -> Option<u64> {
+    pub fn declared_len(&self) -> Option<u64> {
         self.len
     }
 }

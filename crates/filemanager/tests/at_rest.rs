@@ -82,6 +82,9 @@ async fn ciphertext_moved_to_another_key_fails_integrity() {
     }
 }
 
+/// A change made to stored bytes behind FileManager's back.
+type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[tokio::test]
 async fn tampered_or_truncated_files_fail_integrity_and_never_return_bytes() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,7 +93,7 @@ async fn tampered_or_truncated_files_fail_integrity_and_never_return_bytes() {
     for (compress, encrypt) in [(false, true), (true, false), (true, true)] {
         let opts = UploadOptions::default().compress(compress).encrypt(encrypt);
         let path = disk_path(dir.path(), &loc("t.bin").key());
-        let mutations: Vec<Box<dyn Fn(&mut Vec<u8>)>> = vec![
+        let mutations: Vec<Mutation> = vec![
             Box::new(|b| {
                 let n = b.len();
                 b.truncate(n - 1)

@@ -296,7 +296,7 @@ mod tests {
     fn no_bucket_means_local_disk() {
         let cfg = StorageConfig::from_lookup(&lookup(&[("FM_DATA_DIR", "/srv/fm")])).unwrap();
         assert!(
-            matches!(cfg, StorageConfig::Local { root } if root == PathBuf::from("/srv/fm/files"))
+            matches!(cfg, StorageConfig::Local { root } if root == std::path::Path::new("/srv/fm/files"))
         );
     }
 
