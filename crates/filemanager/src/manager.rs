@@ -187,6 +187,7 @@ impl FileManager {
             metadata,
             encoding,
             size: body.len,
+            no_cache: !opts.cache_content,
         };
         let stored = self
             .inner

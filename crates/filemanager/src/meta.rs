@@ -167,6 +167,8 @@ pub(crate) struct ObjectRecord {
     pub encoding: Encoding,
     /// The file's own length, when it was known at the start of the upload.
     pub size: Option<u64>,
+    /// Uploaded with `cache_content = false`: its content is never cached.
+    pub no_cache: bool,
 }
 
 #[cfg(test)]

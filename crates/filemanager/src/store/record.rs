@@ -19,6 +19,7 @@ use crate::meta::{Encoding, ObjectRecord};
 
 const ENC: &str = "fm-enc";
 const SIZE: &str = "fm-size";
+const NO_CACHE: &str = "fm-nocache";
 const USER_PREFIX: &str = "u-";
 
 /// Encodes a record as object attributes.
@@ -36,6 +37,12 @@ pub(crate) fn to_attributes(record: &ObjectRecord) -> Attributes {
         attrs.insert(
             Attribute::Metadata(SIZE.into()),
             AttributeValue::from(size.to_string()),
+        );
+    }
+    if record.no_cache {
+        attrs.insert(
+            Attribute::Metadata(NO_CACHE.into()),
+            AttributeValue::from("1"),
         );
     }
     for (name, value) in &record.metadata {
@@ -61,6 +68,7 @@ pub(crate) fn from_attributes(attrs: &Attributes) -> Result<ObjectRecord, &'stat
                 record.encoding =
                     Encoding::from_tag(value.as_ref()).ok_or("unknown encoding tag")?;
             }
+            Attribute::Metadata(name) if name == NO_CACHE => record.no_cache = true,
             Attribute::Metadata(name) if name == SIZE => {
                 record.size = Some(value.as_ref().parse().map_err(|_| "bad size attribute")?);
             }
@@ -98,6 +106,12 @@ struct EnvelopeJson {
     size: Option<u64>,
     #[serde(rename = "meta", skip_serializing_if = "BTreeMap::is_empty", default)]
     metadata: BTreeMap<String, String>,
+    #[serde(rename = "nc", skip_serializing_if = "is_false", default)]
+    no_cache: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Serializes a record as a local envelope.
@@ -107,6 +121,7 @@ pub(crate) fn to_envelope(record: &ObjectRecord) -> Vec<u8> {
         encoding: record.encoding.tag().to_owned(),
         size: record.size,
         metadata: record.metadata.clone(),
+        no_cache: record.no_cache,
     })
     .expect("a record always serializes");
     // Metadata and content type are bounded by validation far below this limit.
@@ -153,6 +168,7 @@ pub(crate) fn parse_envelope(bytes: &[u8]) -> Result<EnvelopeParse, &'static str
         metadata: json.metadata,
         encoding: Encoding::from_tag(&json.encoding).ok_or("unknown encoding tag")?,
         size: json.size,
+        no_cache: json.no_cache,
     };
     Ok(EnvelopeParse::Done(record, total))
 }
@@ -167,6 +183,7 @@ mod tests {
             metadata: [("alt".to_string(), "cover \"x\"".to_string())].into(),
             encoding: Encoding::from_flags(true, true),
             size: Some(48213),
+            no_cache: true,
         }
     }
 
