@@ -248,8 +248,12 @@ impl Presigner {
         raw_query: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PresignedGrant>> {
+        let pairs = raw_query.split('&').filter(|p| !p.is_empty());
+        if !pairs.clone().any(|p| p == "sig" || p.starts_with("sig=")) {
+            return Ok(None);
+        }
         let mut params: BTreeMap<&str, &str> = BTreeMap::new();
-        for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        for pair in pairs {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             if params.insert(k, v).is_some() {
                 return Err(forbidden("a query parameter is repeated"));
@@ -415,8 +419,9 @@ mod tests {
         assert_eq!(g.content_type.as_deref(), Some("image/jpeg"));
         assert_eq!(g.max_size, Some(1000));
         assert!(g.compress && g.encrypt);
-        // Not a presigned request at all.
+        // Not a presigned request at all, whatever else its query says.
         assert!(s.verify("PUT", &p, "compress=true", now).unwrap().is_none());
+        assert!(s.verify("PUT", &p, "a=1&a=2", now).unwrap().is_none());
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub struct S3Config {
     pub access_key_id: Option<String>,
     /// Secret access key (`AWS_SECRET_ACCESS_KEY`), wiped from memory when dropped.
     pub secret_access_key: Option<Zeroizing<String>>,
+    /// Longest wait for a connection to the endpoint (default 5 s).
+    pub connect_timeout: Duration,
+    /// Longest time one request may take, body included, before it fails and may be retried
+    /// (default 120 s). Bounds how long a stalled backend can hold a caller.
+    pub request_timeout: Duration,
+    /// Longest time all retries of one operation may take together (default 30 s).
+    pub retry_timeout: Duration,
 }
 
 impl fmt::Debug for S3Config {
@@ -63,6 +70,7 @@ impl fmt::Debug for S3Config {
             .field("bucket", &self.bucket)
             .field("endpoint", &self.endpoint)
             .field("region", &self.region)
+            .field("request_timeout", &self.request_timeout)
             .field("access_key_id", &self.access_key_id)
             .field(
                 "secret_access_key",
@@ -81,6 +89,9 @@ impl S3Config {
             region: "us-east-1".into(),
             access_key_id: None,
             secret_access_key: None,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(120),
+            retry_timeout: Duration::from_secs(30),
         }
     }
 
@@ -230,10 +241,10 @@ const CLOUD: Capabilities = Capabilities {
 /// Retries for transient failures (connection errors, timeouts, 5xx, 429) with exponential
 /// backoff; object_store never retries other 4xx answers.
 #[cfg(feature = "aws")]
-fn retry_config() -> object_store::RetryConfig {
+fn retry_config(retry_timeout: Duration) -> object_store::RetryConfig {
     object_store::RetryConfig {
         max_retries: 4,
-        retry_timeout: Duration::from_secs(30),
+        retry_timeout,
         backoff: object_store::BackoffConfig {
             init_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(2),
@@ -250,11 +261,11 @@ fn open_s3(cfg: &S3Config) -> Result<Store> {
     let mut b = AmazonS3Builder::new()
         .with_bucket_name(&cfg.bucket)
         .with_region(&cfg.region)
-        .with_retry(retry_config())
+        .with_retry(retry_config(cfg.retry_timeout))
         .with_client_options(
             object_store::ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(120)),
+                .with_connect_timeout(cfg.connect_timeout)
+                .with_timeout(cfg.request_timeout),
         );
     if let Some(endpoint) = &cfg.endpoint {
         b = b

@@ -48,10 +48,27 @@ pub(crate) fn to_attributes(record: &ObjectRecord) -> Attributes {
     for (name, value) in &record.metadata {
         attrs.insert(
             Attribute::Metadata(format!("{USER_PREFIX}{name}").into()),
-            AttributeValue::from(value.clone()),
+            AttributeValue::from(header_safe(value)),
         );
     }
     attrs
+}
+
+/// HTTP header values carry ASCII only and lose leading and trailing spaces, so user metadata
+/// values are percent-encoded where needed: `%`, bytes outside printable ASCII, and spaces at
+/// either end. Plain ASCII values, the usual case, stay readable to other S3 tools.
+fn header_safe(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = String::with_capacity(value.len());
+    for (i, &b) in bytes.iter().enumerate() {
+        let edge_space = b == b' ' && (i == 0 || i == bytes.len() - 1);
+        if b == b'%' || !(0x20..0x7f).contains(&b) || edge_space {
+            out.push_str(&format!("%{b:02X}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
 }
 
 /// Decodes a record from object attributes. An object written by another tool (no `fm-enc`)
@@ -74,9 +91,9 @@ pub(crate) fn from_attributes(attrs: &Attributes) -> Result<ObjectRecord, &'stat
             }
             Attribute::Metadata(name) => {
                 if let Some(user) = name.strip_prefix(USER_PREFIX) {
-                    record
-                        .metadata
-                        .insert(user.to_owned(), value.as_ref().to_owned());
+                    let value = crate::location::percent_decode(value.as_ref())
+                        .map_err(|_| "bad metadata value")?;
+                    record.metadata.insert(user.to_owned(), value);
                 }
             }
             _ => {}
@@ -180,7 +197,11 @@ mod tests {
     fn sample() -> ObjectRecord {
         ObjectRecord {
             content_type: "image/jpeg".into(),
-            metadata: [("alt".to_string(), "cover \"x\"".to_string())].into(),
+            metadata: [
+                ("alt".to_string(), "cover \"x\"".to_string()),
+                ("title".to_string(), " Über 100% ✓ ".to_string()),
+            ]
+            .into(),
             encoding: Encoding::from_flags(true, true),
             size: Some(48213),
             no_cache: true,
@@ -190,7 +211,14 @@ mod tests {
     #[test]
     fn attributes_round_trip() {
         let r = sample();
-        assert_eq!(from_attributes(&to_attributes(&r)).unwrap(), r);
+        let attrs = to_attributes(&r);
+        assert_eq!(from_attributes(&attrs).unwrap(), r);
+        for (_, v) in &attrs {
+            let v: &str = v.as_ref();
+            assert!(v.bytes().all(|b| (0x20..0x7f).contains(&b)), "{v:?}");
+            assert!(!v.starts_with(' ') && !v.ends_with(' '), "{v:?}");
+        }
+        assert_eq!(header_safe("cover image"), "cover image");
     }
 
     #[test]
