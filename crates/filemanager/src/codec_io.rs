@@ -193,11 +193,9 @@ impl Codec {
                         Some(chunk) => {
                             dec.push(&chunk?, &mut out)
                                 .map_err(|e| codec_error(&key, e))?;
-                            if !checked {
-                                if let Some(h) = dec.header() {
-                                    agree(&key, encoding, h.compressed, h.encrypted())?;
-                                    checked = true;
-                                }
+                            if !checked && let Some(h) = dec.header() {
+                                agree(&key, encoding, h.compressed, h.encrypted())?;
+                                checked = true;
                             }
                         }
                         None => {

@@ -170,10 +170,10 @@ impl FileManager {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
-        if let (Some(limit), Some(len)) = (limit, body.len) {
-            if len > limit {
-                return Err(Error::PayloadTooLarge { limit });
-            }
+        if let (Some(limit), Some(len)) = (limit, body.len)
+            && len > limit
+        {
+            return Err(Error::PayloadTooLarge { limit });
         }
         let plain_len = Arc::new(AtomicU64::new(0));
         let counter = plain_len.clone();

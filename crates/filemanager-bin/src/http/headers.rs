@@ -1,0 +1,146 @@
+//! Request and response headers of file routes: user metadata (`X-Meta-*`), the download
+//! headers, entity-tag matching and HTTP dates.
+
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
+use chrono::{DateTime, Utc};
+use filemanager::FileInfo;
+
+use super::errors::AppError;
+
+/// Prefix of user-metadata headers.
+pub const META_PREFIX: &str = "x-meta-";
+
+/// `X-Cache`: whether the bytes came from the cache.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+
+/// User metadata from `X-Meta-{name}` request headers. Header names arrive in lower case
+/// (HTTP/1 names are case-insensitive and `http` normalises them); the library validates the
+/// names, values and total size. A name given twice is refused rather than silently merged.
+pub fn metadata_from(headers: &HeaderMap) -> Result<BTreeMap<String, String>, AppError> {
+    let mut out = BTreeMap::new();
+    for (name, value) in headers {
+        let Some(meta) = name.as_str().strip_prefix(META_PREFIX) else {
+            continue;
+        };
+        let value = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| AppError::bad_request("X-Meta-* values must be UTF-8"))?;
+        if out.insert(meta.to_owned(), value.to_owned()).is_some() {
+            return Err(AppError::bad_request(format!(
+                "X-Meta-{meta} is given more than once"
+            )));
+        }
+    }
+    Ok(out)
+}
+
+/// The declared `Content-Length` of a request, if any.
+pub fn content_length(headers: &HeaderMap) -> Result<Option<u64>, AppError> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| AppError::bad_request("Content-Length is not a number"))
+        })
+        .transpose()
+}
+
+/// The request's `Content-Type`, or the contract's default.
+pub fn content_type(headers: &HeaderMap) -> Result<String, AppError> {
+    match headers.get(header::CONTENT_TYPE) {
+        None => Ok(filemanager::meta::DEFAULT_CONTENT_TYPE.to_owned()),
+        Some(v) => v
+            .to_str()
+            .map(|s| s.trim().to_owned())
+            .map_err(|_| AppError::bad_request("Content-Type must be ASCII")),
+    }
+}
+
+/// Headers describing `info` on a download (also on 304 and HEAD answers): `ETag`,
+/// `Last-Modified`, `Accept-Ranges`, `X-Cache`, and `X-Meta-*` for each metadata entry.
+/// `Content-Type` and `Content-Length` are added by the caller, which knows the body.
+pub fn describe(info: &FileInfo, from_cache: bool) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    if let Some(etag) = info
+        .etag
+        .as_deref()
+        .and_then(|e| HeaderValue::from_str(e).ok())
+    {
+        h.insert(header::ETAG, etag);
+    }
+    if let Ok(v) = HeaderValue::from_str(&http_date(&info.last_modified)) {
+        h.insert(header::LAST_MODIFIED, v);
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(
+        X_CACHE,
+        HeaderValue::from_static(if from_cache { "hit" } else { "miss" }),
+    );
+    for (name, value) in &info.metadata {
+        // Names were validated as [a-z0-9-] and values as free of control characters on
+        // upload, so both always fit in a header; `from_bytes` keeps non-ASCII UTF-8 as is.
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::try_from(format!("{META_PREFIX}{name}")),
+            HeaderValue::from_bytes(value.as_bytes()),
+        ) {
+            h.insert(n, v);
+        }
+    }
+    h
+}
+
+/// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 §13.1.2).
+pub fn none_match(if_none_match: &HeaderValue, etag: Option<&str>) -> bool {
+    let Ok(list) = if_none_match.to_str() else {
+        return false;
+    };
+    if list.trim() == "*" {
+        return true;
+    }
+    let Some(etag) = etag else { return false };
+    let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
+    let current = weak(etag);
+    list.split(',').any(|candidate| weak(candidate) == current)
+}
+
+/// An HTTP date (IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn http_date(t: &DateTime<Utc>) -> String {
+    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn dates_are_imf_fixdate() {
+        let t = Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 37).unwrap();
+        assert_eq!(http_date(&t), "Sun, 06 Nov 1994 08:49:37 GMT");
+    }
+
+    #[test]
+    fn etags_match_weakly() {
+        let v = |s: &str| HeaderValue::from_str(s).unwrap();
+        assert!(none_match(&v("\"a\""), Some("\"a\"")));
+        assert!(none_match(&v("W/\"a\""), Some("\"a\"")));
+        assert!(none_match(&v("\"b\", \"a\""), Some("\"a\"")));
+        assert!(none_match(&v("*"), None));
+        assert!(!none_match(&v("\"b\""), Some("\"a\"")));
+    }
+
+    #[test]
+    fn metadata_names_are_lower_case_and_unique() {
+        let mut h = HeaderMap::new();
+        h.insert("X-Meta-Alt", HeaderValue::from_static("cover"));
+        h.insert("content-type", HeaderValue::from_static("text/plain"));
+        let m = metadata_from(&h).unwrap();
+        assert_eq!(m.get("alt").map(String::as_str), Some("cover"));
+        assert_eq!(m.len(), 1);
+        h.append("x-meta-alt", HeaderValue::from_static("again"));
+        assert!(metadata_from(&h).is_err());
+    }
+}
