@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: installs and starts what the tests need (Garage
-# S3 on loopback), checks formatting and lints, runs every test, and stops what it started.
+# S3 and Redis on loopback, schemathesis), checks formatting and lints, runs every test, and
+# stops what it started.
 #
 #   scripts/test.sh            everything
 #   scripts/test.sh -- ARGS    extra arguments for `cargo test` (e.g. a test name filter)
@@ -31,3 +32,6 @@ source "$state/garage/env"
 
 say "tests"
 cargo test --workspace --locked "${extra[@]}"
+
+say "HTTP API fuzzing against /openapi.json (schemathesis)"
+FM_FUZZ_SECONDS=${FM_FUZZ_SECONDS:-60} scripts/schemathesis.sh
