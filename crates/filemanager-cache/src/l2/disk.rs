@@ -1,0 +1,296 @@
+//! [`DiskL2`]: the embedded L2, one file per entry in a local directory.
+//!
+//! Files are named by the 64-hex entry name and written atomically (temp
+//! file + rename), so readers see a whole old or whole new entry. No fsync:
+//! after a crash a torn file fails its checksum and is deleted on read.
+//!
+//! The directory is bounded by `max_bytes`: an in-memory index tracks each
+//! file's size and write order, writes evict the oldest-written entries
+//! (FIFO; expired entries are also removed when read), and
+//! [`DiskL2::open`] rebuilds the index from a directory scan (oldest by
+//! mtime first), removing leftover temp files. One `DiskL2` per directory:
+//! two processes sharing one would each account only for their own writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::l2::{L2Error, L2Stats, L2Store};
+
+/// A size-bounded directory of cache entries. Cheap to clone (shared state).
+#[derive(Clone, Debug)]
+pub struct DiskL2 {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    dir: PathBuf,
+    max_bytes: u64,
+    index: Mutex<Index>,
+    tmp_seq: AtomicU64,
+    evictions: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Index {
+    /// name -> (size, write order)
+    files: HashMap<String, (u64, u64)>,
+    /// write order -> name, oldest first
+    order: BTreeMap<u64, String>,
+    total: u64,
+    next: u64,
+}
+
+impl Index {
+    fn insert(&mut self, name: &str, size: u64) {
+        self.remove(name);
+        let order = self.next;
+        self.next += 1;
+        self.files.insert(name.to_owned(), (size, order));
+        self.order.insert(order, name.to_owned());
+        self.total += size;
+    }
+
+    fn remove(&mut self, name: &str) {
+        if let Some((size, order)) = self.files.remove(name) {
+            self.order.remove(&order);
+            self.total = self.total.saturating_sub(size);
+        }
+    }
+
+    fn oldest_except(&self, keep: &str) -> Option<String> {
+        self.order.values().find(|n| n.as_str() != keep).cloned()
+    }
+}
+
+fn is_entry_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl DiskL2 {
+    /// Opens (creating if needed) `dir` as an L2 bounded to `max_bytes`,
+    /// scanning existing entries into the size accounting.
+    ///
+    /// Never fails: if the directory cannot be created or scanned, this logs
+    /// a warning and returns a store whose operations fail, which the cache
+    /// degrades to misses (counted in `l2_errors`). Writes retry creating a
+    /// missing directory, so a directory that appears later is used.
+    pub async fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        let inner = Arc::new(Inner {
+            dir: dir.into(),
+            max_bytes,
+            index: Mutex::new(Index::default()),
+            tmp_seq: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        });
+        let scan = Arc::clone(&inner);
+        match tokio::task::spawn_blocking(move || scan.scan()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "disk L2 cache directory unusable; L2 will miss")
+            }
+            Err(e) => tracing::warn!(error = %e, "disk L2 cache scan did not complete"),
+        }
+        Self { inner }
+    }
+
+    /// The directory of this store.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Inner) -> io::Result<T> + Send + 'static,
+    ) -> Result<T, L2Error> {
+        let inner = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || f(&inner)).await {
+            Ok(r) => r.map_err(L2Error::new),
+            Err(e) => Err(L2Error::new(e)),
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        // Index updates are plain map edits: consistent after a panic.
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn scan(&self) -> io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let mut found = Vec::new();
+        for item in std::fs::read_dir(&self.dir)? {
+            // One unreadable directory entry must not lose the others.
+            let Ok(item) = item else { continue };
+            let file_name = item.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            if name.ends_with(".tmp") {
+                // Left over by a write interrupted by a crash.
+                let _ = std::fs::remove_file(item.path());
+                continue;
+            }
+            if !is_entry_name(name) {
+                continue;
+            }
+            let Ok(meta) = item.metadata() else { continue };
+            if meta.is_file() {
+                let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+                found.push((mtime, name.to_owned(), meta.len()));
+            }
+        }
+        found.sort();
+        let mut idx = self.lock();
+        for (_, name, size) in found {
+            idx.insert(&name, size);
+        }
+        self.evict(&mut idx, "");
+        Ok(())
+    }
+
+    /// Removes oldest entries (never `keep`) until within the bound.
+    fn evict(&self, idx: &mut Index, keep: &str) {
+        while idx.total > self.max_bytes {
+            let Some(victim) = idx.oldest_except(keep) else {
+                break;
+            };
+            idx.remove(&victim);
+            match std::fs::remove_file(self.dir.join(&victim)) {
+                Ok(()) => {
+                    self.evictions.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(error = %e, "disk L2 cache eviction failed"),
+            }
+        }
+    }
+
+    fn put(&self, name: &str, entry: &[u8]) -> io::Result<()> {
+        let size = entry.len() as u64;
+        if size > self.max_bytes {
+            // Could never fit; storing it would only flush everything else.
+            return Ok(());
+        }
+        let seq = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.dir.join(format!("{name}.{seq}.tmp"));
+        let written = match std::fs::write(&tmp, entry) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // The directory was removed after open: recreate it once.
+                std::fs::create_dir_all(&self.dir).and_then(|()| std::fs::write(&tmp, entry))
+            }
+            other => other,
+        };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        // Rename and index update under one lock so the accounting matches
+        // the directory even with concurrent writers of the same name.
+        let mut idx = self.lock();
+        if let Err(e) = std::fs::rename(&tmp, self.dir.join(name)) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        idx.insert(name, size);
+        self.evict(&mut idx, name);
+        Ok(())
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        let mut idx = self.lock();
+        match std::fs::remove_file(self.dir.join(name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        idx.remove(name);
+        Ok(())
+    }
+
+    fn clear(&self) -> io::Result<()> {
+        let mut idx = self.lock();
+        let mut first_error = None;
+        let items = match std::fs::read_dir(&self.dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                *idx = Index {
+                    next: idx.next,
+                    ..Index::default()
+                };
+                return Ok(());
+            }
+            other => other?,
+        };
+        for item in items {
+            let item = item?;
+            let file_name = item.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            if is_entry_name(name) || name.ends_with(".tmp") {
+                if let Err(e) = std::fs::remove_file(item.path())
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+                idx.remove(name);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => {
+                *idx = Index {
+                    next: idx.next,
+                    ..Index::default()
+                };
+                Ok(())
+            }
+        }
+    }
+}
+
+impl L2Store for DiskL2 {
+    fn get<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<Bytes>, L2Error>> {
+        Box::pin(async move {
+            match tokio::fs::read(self.inner.dir.join(name)).await {
+                Ok(v) => Ok(Some(Bytes::from(v))),
+                // Absent. A stale index entry for it (file deleted behind our
+                // back) only over-counts, and eviction clears it.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(L2Error::new(e)),
+            }
+        })
+    }
+
+    fn put<'a>(&'a self, name: &'a str, entry: Bytes) -> BoxFuture<'a, Result<(), L2Error>> {
+        let name = name.to_owned();
+        Box::pin(self.blocking(move |inner| inner.put(&name, &entry)))
+    }
+
+    fn delete<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), L2Error>> {
+        let name = name.to_owned();
+        Box::pin(self.blocking(move |inner| inner.delete(&name)))
+    }
+
+    fn clear(&self) -> BoxFuture<'_, Result<(), L2Error>> {
+        Box::pin(self.blocking(Inner::clear))
+    }
+
+    fn stats(&self) -> L2Stats {
+        let idx = self.inner.lock();
+        L2Stats {
+            bytes: Some(idx.total),
+            entries: Some(idx.files.len() as u64),
+            evictions: self.inner.evictions.load(Ordering::Relaxed),
+        }
+    }
+}
