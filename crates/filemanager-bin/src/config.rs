@@ -20,7 +20,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use filemanager::{FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig};
+use filemanager::{
+    CacheSetup, CacheTier2, FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig,
+};
 use zeroize::Zeroizing;
 
 /// Settings every command uses.
@@ -237,13 +239,29 @@ pub fn base_url(common: &CommonArgs, listen: &str) -> String {
     }
 }
 
+/// The service's cache: the `CACHE_*` settings, with the disk tier in `{data_dir}/cache`
+/// unless `CACHE_L2_DIR` or `S3_CACHE_BUCKET` says otherwise; `FM_CACHE=off` turns it off.
+pub fn cache(data_dir: &DataDir) -> anyhow::Result<Option<CacheSetup>> {
+    let Some(mut setup) = CacheSetup::from_env()? else {
+        return Ok(None);
+    };
+    if let CacheTier2::Disk { dir, .. } = &mut setup.tier2
+        && std::env::var_os("CACHE_L2_DIR").is_none()
+    {
+        *dir = data_dir.file("cache");
+    }
+    Ok(Some(setup))
+}
+
 /// Builds the manager the way `serve` and the CLI both do: storage, keys (checked against
-/// `key-check`), upload limit and presigned URLs rooted at `base_url`.
+/// `key-check`), upload limit, presigned URLs rooted at `base_url`, and the cache when given
+/// (the service has one; a one-shot CLI command does not).
 pub fn build(
     common: &CommonArgs,
     data_dir: &DataDir,
     storage: StorageConfig,
     base_url: String,
+    cache: Option<CacheSetup>,
 ) -> anyhow::Result<Built> {
     let mut notes = Vec::new();
     let keys = data_dir.encryption_keys(&mut notes)?;
@@ -265,6 +283,7 @@ pub fn build(
         .keys(keys)
         .max_upload_bytes(common.max_upload_bytes)
         .presign(Some(PresignConfig { base_url, secret }))
+        .cache(cache)
         .build()?;
     Ok(Built { fm, notes })
 }

@@ -18,6 +18,8 @@ pub struct Body {
     pub(crate) len: Option<u64>,
     /// The whole body is already in memory (so writing it in one piece costs no extra memory).
     pub(crate) in_memory: bool,
+    /// The body itself, when it is in memory (for filling the cache after an upload).
+    pub(crate) bytes: Option<Bytes>,
 }
 
 impl Body {
@@ -37,6 +39,7 @@ impl Body {
                 .boxed(),
             len: None,
             in_memory: false,
+            bytes: None,
         }
     }
 
@@ -73,6 +76,7 @@ impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Self {
         let len = bytes.len() as u64;
         Body {
+            bytes: Some(bytes.clone()),
             stream: futures::stream::once(async move { Ok(bytes) }).boxed(),
             len: Some(len),
             in_memory: true,

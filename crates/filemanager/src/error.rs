@@ -15,7 +15,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The seed's four errors are here under the same names (`FileNotFound`, `FileUploadError`,
 /// `FileDownloadError`, `StorageError`); the others make the remaining failure modes explicit so
 /// that a caller (and the HTTP layer) can answer each one precisely.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A domain, user id, filename, list prefix or cursor broke the location rules.

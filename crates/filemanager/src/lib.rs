@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod body;
+mod cache_io;
 mod codec_io;
 mod error;
 mod global;
@@ -51,8 +52,11 @@ mod tls;
 mod types;
 
 pub use body::Body;
+pub use cache_io::{CacheSetup, CacheTier2};
 pub use codec_io::KeyConfig;
 pub use error::{Error, Result};
+/// The hybrid cache: configuration, statistics and tiers.
+pub use filemanager_cache as cache;
 /// The at-rest format: key ring and codec types, for callers that manage keys themselves.
 pub use filemanager_codec as codec;
 pub use global::{download_file_with_cache, file_manager, set_global, upload_file_with_cache};

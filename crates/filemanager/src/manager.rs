@@ -13,6 +13,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::body::{self, Body};
+use crate::cache_io::{CacheSetup, CachedMeta, frame, unframe};
 use crate::codec_io::{Codec, KeyConfig};
 use crate::error::{Error, Result};
 use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
@@ -21,6 +22,7 @@ use crate::presign::{PresignConfig, PresignUpload, PresignedGrant, Presigner};
 use crate::scoped::Scoped;
 use crate::store::{Capabilities, ObjectInfo, StorageConfig, Store};
 use crate::types::*;
+use filemanager_cache::{Cache, Fill};
 
 /// Most files one listing returns.
 pub const MAX_LIST_KEYS: usize = 1000;
@@ -40,6 +42,7 @@ struct Inner {
     codec: Codec,
     max_upload_bytes: Option<u64>,
     presigner: Option<Presigner>,
+    cache: Option<Cache>,
 }
 
 /// Builds a [`FileManager`] from explicit settings.
@@ -49,6 +52,7 @@ pub struct FileManagerBuilder {
     keys: KeyConfig,
     max_upload_bytes: Option<u64>,
     presign: Option<PresignConfig>,
+    cache: Option<CacheSetup>,
 }
 
 impl FileManagerBuilder {
@@ -71,10 +75,19 @@ impl FileManagerBuilder {
         self
     }
 
-    /// Opens the backend and returns the manager.
+    /// Caches content, metadata and listings as `setup` says (no cache when `None`, the
+    /// builder's default).
+    pub fn cache(mut self, setup: Option<CacheSetup>) -> Self {
+        self.cache = setup;
+        self
+    }
+
+    /// Opens the backend and returns the manager. With a cache invalidation bus this must run
+    /// inside a Tokio runtime.
     pub fn build(self) -> Result<FileManager> {
         Ok(FileManager {
             inner: Arc::new(Inner {
+                cache: self.cache.map(CacheSetup::open).transpose()?,
                 presigner: self.presign.as_ref().map(Presigner::new).transpose()?,
                 store: self.storage.open()?,
                 codec: Codec::new(self.keys)?,
@@ -92,14 +105,16 @@ impl FileManager {
             keys: KeyConfig::None,
             max_upload_bytes: None,
             presign: None,
+            cache: None,
         }
     }
 
     /// A manager configured by the environment: the seed's `APP_BUCKET`, `S3_URL`,
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_REGION` (local disk under
     /// `FM_DATA_DIR` when `APP_BUCKET` is unset), `STORAGE_ENCRYPTION_KEY`,
-    /// `STORAGE_ENCRYPTION_KEYS_OLD`, `FM_MAX_UPLOAD_BYTES`, and for presigned URLs
-    /// `FM_PUBLIC_URL` with `FM_PRESIGN_SECRET`.
+    /// `STORAGE_ENCRYPTION_KEYS_OLD`, `FM_MAX_UPLOAD_BYTES`, for presigned URLs
+    /// `FM_PUBLIC_URL` with `FM_PRESIGN_SECRET`, and the cache's variables (see
+    /// [`CacheSetup::from_env`]).
     pub fn from_env() -> Result<Self> {
         let max = match std::env::var("FM_MAX_UPLOAD_BYTES") {
             Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
@@ -123,12 +138,24 @@ impl FileManager {
             .keys(KeyConfig::from_env()?)
             .max_upload_bytes(max)
             .presign(presign)
+            .cache(CacheSetup::from_env()?)
             .build()
     }
 
     /// The encryption key ids (hex, no secret), primary first.
     pub fn key_ids(&self) -> &[String] {
         self.inner.codec.key_ids()
+    }
+
+    /// Cache counters (hits and misses per tier, evictions, bytes, L2 errors, invalidations),
+    /// when a cache is configured.
+    pub fn cache_stats(&self) -> Option<filemanager_cache::Stats> {
+        self.inner.cache.as_ref().map(Cache::stats)
+    }
+
+    /// The cache, when one is configured (for its invalidation bus status and tests).
+    pub fn cache(&self) -> Option<&Cache> {
+        self.inner.cache.as_ref()
     }
 
     /// What the storage backend can do.
@@ -160,6 +187,7 @@ impl FileManager {
         opts: &UploadOptions,
     ) -> Result<UploadResult> {
         let body = body.into();
+        let in_memory = body.bytes.clone();
         let metadata = normalize_metadata(&opts.metadata)?;
         validate_content_type(&opts.content_type)?;
         let encoding = Encoding::from_flags(opts.compress, opts.encrypt);
@@ -177,9 +205,23 @@ impl FileManager {
         }
         let plain_len = Arc::new(AtomicU64::new(0));
         let counter = plain_len.clone();
+        // A streamed body small enough for the cache is kept as it passes, so that it can be
+        // cached like a body given in memory; past the cache's item limit the copy is dropped.
+        let copy_limit = match (&self.inner.cache, &in_memory) {
+            (Some(cache), None) if opts.cache_content => cache.config().max_item_bytes,
+            _ => 0,
+        };
+        let copy = Arc::new(std::sync::Mutex::new(Some(Vec::new())));
+        let tee = copy.clone();
         let plaintext = body::limited(body.stream, limit, body.len)
             .inspect_ok(move |b| {
-                counter.fetch_add(b.len() as u64, Ordering::Relaxed);
+                let total = counter.fetch_add(b.len() as u64, Ordering::Relaxed) + b.len() as u64;
+                let mut kept = tee.lock().unwrap_or_else(|e| e.into_inner());
+                match kept.as_mut() {
+                    Some(buf) if total <= copy_limit => buf.extend_from_slice(b),
+                    Some(_) => *kept = None,
+                    None => {}
+                }
             })
             .boxed();
         let record = ObjectRecord {
@@ -199,16 +241,78 @@ impl FileManager {
             .put(&key, &record, stored, body.in_memory)
             .await
             .map_err(|e| with_key(e, &key))?;
+        let no_cache = record.no_cache;
         let info = ObjectInfo::written(record, written, now());
+        let file = file_info(location, &info, plain_len.load(Ordering::Relaxed));
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&key).await;
+            let streamed = copy
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take()
+                .filter(|_| copy_limit > 0)
+                .map(Bytes::from);
+            if let Some(plain) = in_memory.or(streamed).filter(|_| !no_cache) {
+                self.fill_after_upload(cache, location, &file, plain).await;
+            }
+        }
         Ok(UploadResult {
             success: true,
-            file: file_info(location, &info, plain_len.load(Ordering::Relaxed)),
+            file,
         })
+    }
+
+    /// Puts what was just uploaded into the memory tier (the seed's `cache_content`), unless
+    /// another write got in first: the ticket is taken before a head request confirms that the
+    /// stored version is still ours, so a later writer's invalidation voids the fill.
+    async fn fill_after_upload(
+        &self,
+        cache: &Cache,
+        location: &Location,
+        file: &FileInfo,
+        plain: Bytes,
+    ) {
+        if plain.len() as u64 > cache.config().max_item_bytes {
+            return;
+        }
+        let key = location.key();
+        let ticket = cache.ticket(&key);
+        match self.inner.store.head(&key).await {
+            Ok(now) if quoted(&now.etag) == file.etag => {
+                let meta = CachedMeta {
+                    info: FileInfo {
+                        last_modified: now.last_modified,
+                        ..file.clone()
+                    },
+                    no_cache: false,
+                };
+                cache.put_content(&ticket, frame(&meta, &plain)).await;
+                cache.put_metadata(&ticket, meta.to_bytes()).await;
+            }
+            _ => {}
+        }
     }
 
     /// Starts a download of `location`: the file's description and a stream of its original
     /// bytes (all of them, or `opts.range`).
     pub async fn download(&self, location: &Location, opts: &DownloadOptions) -> Result<Download> {
+        if let Some(cache) = self.cache_unless(opts.bypass_cache)
+            && let Some((meta, plain, from_cache)) = self.cached_content(cache, location).await?
+        {
+            let (body, range) = match opts.range {
+                None => (plain, None),
+                Some(r) => {
+                    let r = r.resolve(meta.info.size)?;
+                    (plain.slice(r.start as usize..r.end as usize), Some(r))
+                }
+            };
+            return Ok(Download {
+                info: meta.info,
+                body: futures::stream::once(async move { Ok(body) }).boxed(),
+                range,
+                from_cache,
+            });
+        }
         let key = location.key();
         match opts.range {
             None => {
@@ -271,52 +375,173 @@ impl FileManager {
         location: &Location,
         opts: &DownloadOptions,
     ) -> Result<Bytes> {
-        if opts.range.is_some() {
+        if opts.range.is_some() || self.cache_unless(opts.bypass_cache).is_some() {
             return collect(self.download(location, opts).await?.body).await;
         }
         // The whole object in one read: no per-piece hand-offs, one buffer.
         let key = location.key();
         let (info, stored) = self.inner.store.get_all(&key).await?;
-        match info.record.encoding {
-            Encoding::Plain => Ok(stored),
-            encoding => {
-                let once = futures::stream::once(async move { Ok(stored) }).boxed();
-                collect(self.inner.codec.decode(&key, encoding, once)?).await
-            }
-        }
+        self.decode_all(&key, info.record.encoding, stored).await
     }
 
     /// The description of the file at `location`, or `None` if there is none.
-    pub async fn metadata(
-        &self,
-        location: &Location,
-        _use_cache: bool,
-    ) -> Result<Option<FileInfo>> {
-        let key = location.key();
-        match self.inner.store.head(&key).await {
-            Ok(info) => {
-                let size = self
-                    .inner
-                    .codec
-                    .size(&self.inner.store, &key, &info)
-                    .await?;
-                Ok(Some(file_info(location, &info, size)))
-            }
+    pub async fn metadata(&self, location: &Location, use_cache: bool) -> Result<Option<FileInfo>> {
+        let found = match self.cache_unless(!use_cache) {
+            Some(cache) => self.cached_meta(cache, location).await.map(|m| m.info),
+            None => self.stored_meta(location).await.map(|m| m.info),
+        };
+        match found {
+            Ok(info) => Ok(Some(info)),
             Err(Error::FileNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+
+    /// The cache, unless the caller asked to go around it.
+    fn cache_unless(&self, bypass: bool) -> Option<&Cache> {
+        self.inner.cache.as_ref().filter(|_| !bypass)
+    }
+
+    /// A file's description from storage.
+    async fn stored_meta(&self, location: &Location) -> Result<CachedMeta> {
+        let key = location.key();
+        let info = self.inner.store.head(&key).await?;
+        let size = self
+            .inner
+            .codec
+            .size(&self.inner.store, &key, &info)
+            .await?;
+        Ok(CachedMeta {
+            no_cache: info.record.no_cache,
+            info: file_info(location, &info, size),
+        })
+    }
+
+    /// A file's description through the metadata cache.
+    async fn cached_meta(&self, cache: &Cache, location: &Location) -> Result<CachedMeta> {
+        let key = location.key();
+        let loaded = cache
+            .get_or_load_metadata(&key, || async {
+                self.stored_meta(location).await.map(|m| m.to_bytes())
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        match CachedMeta::from_bytes(&loaded.value) {
+            Some(meta) => Ok(meta),
+            // Not ours or damaged: answer from storage, and let the next write replace it.
+            None => self.stored_meta(location).await,
+        }
+    }
+
+    /// A file's description and original bytes through the content cache, and whether a cache
+    /// tier answered. `None` when the file's content is not cached: larger than the cache's item
+    /// limit, or uploaded with `cache_content = false`.
+    async fn cached_content(
+        &self,
+        cache: &Cache,
+        location: &Location,
+    ) -> Result<Option<(CachedMeta, Bytes, bool)>> {
+        let key = location.key();
+        let limit = cache.config().max_item_bytes;
+        let loaded = cache
+            .get_or_load_content(&key, |l2| async move {
+                let key = location.key();
+                if let Some((meta, stored)) = l2.as_ref().and_then(unframe) {
+                    let encoding = Encoding::from_flags(meta.info.compressed, meta.info.encrypted);
+                    if let Ok(plain) = self.decode_all(&key, encoding, stored).await {
+                        return Ok(Fill::FromL2(frame(&meta, &plain)));
+                    }
+                }
+                let meta = self
+                    .cached_meta(cache, location)
+                    .await
+                    .map_err(Load::Failed)?;
+                if meta.no_cache || meta.info.size > limit {
+                    return Err(Load::NotCacheable);
+                }
+                let (info, stored) = self.inner.store.get_all(&key).await.map_err(Load::Failed)?;
+                let plain = self
+                    .decode_all(&key, info.record.encoding, stored.clone())
+                    .await
+                    .map_err(Load::Failed)?;
+                // Described from what was read, so the entry is one consistent version even if
+                // the file changed since its metadata was cached.
+                let meta = CachedMeta {
+                    no_cache: info.record.no_cache,
+                    info: file_info(location, &info, plain.len() as u64),
+                };
+                if meta.no_cache || meta.info.size > limit {
+                    return Err(Load::NotCacheable);
+                }
+                Ok(Fill::FromStorage {
+                    value: frame(&meta, &plain),
+                    stored: Some(frame(&meta, &stored)),
+                })
+            })
+            .await;
+        match loaded {
+            Ok(l) => match unframe(&l.value) {
+                Some((meta, plain)) => Ok(Some((meta, plain, l.tier.is_some()))),
+                None => Ok(None),
+            },
+            Err(e) => match &*e {
+                Load::NotCacheable => Ok(None),
+                Load::Failed(err) => Err(err.clone()),
+            },
+        }
+    }
+
+    /// Decodes a whole stored object held in memory.
+    async fn decode_all(&self, key: &str, encoding: Encoding, stored: Bytes) -> Result<Bytes> {
+        if encoding == Encoding::Plain {
+            return Ok(stored);
+        }
+        let once = futures::stream::once(async move { Ok(stored) }).boxed();
+        collect(self.inner.codec.decode(key, encoding, once)?).await
     }
 
     /// Deletes the file at `location`; `FileNotFound` if there is none.
     pub async fn delete(&self, location: &Location) -> Result<DeleteResult> {
         let key = location.key();
         self.inner.store.head(&key).await?;
-        self.inner.store.delete(&key).await?;
+        let deleted = self.inner.store.delete(&key).await;
+        // Invalidate even if the delete failed half way: the cache must not outlive a change.
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(&key).await;
+        }
+        deleted?;
         Ok(DeleteResult { success: true, key })
     }
 
     /// Lists the files of `scope`, in key order, one page at a time.
     pub async fn list(&self, scope: &Scope, opts: &ListOptions) -> Result<ListResult> {
+        let Some(cache) = self.cache_unless(!opts.use_cache) else {
+            return self.list_stored(scope, opts).await;
+        };
+        // Validated before the cache is asked, so bad input never reaches it either.
+        ListPrefix::new(opts.prefix.clone())?;
+        let params = format!(
+            "{}\n{}\n{}",
+            opts.prefix,
+            opts.max_keys,
+            opts.cursor.as_deref().unwrap_or("")
+        );
+        let loaded = cache
+            .get_or_load_listing(&scope.key_prefix(), &params, || async {
+                let page = self.list_stored(scope, opts).await?;
+                Ok::<_, Error>(Bytes::from(
+                    serde_json::to_vec(&page).expect("a listing always serializes"),
+                ))
+            })
+            .await
+            .map_err(|e| (*e).clone())?;
+        match serde_json::from_slice(&loaded.value) {
+            Ok(page) => Ok(page),
+            Err(_) => self.list_stored(scope, opts).await,
+        }
+    }
+
+    async fn list_stored(&self, scope: &Scope, opts: &ListOptions) -> Result<ListResult> {
         if !(1..=MAX_LIST_KEYS).contains(&opts.max_keys) {
             return Err(Error::invalid_input(
                 "max_keys",
@@ -435,6 +660,9 @@ impl FileManager {
             return Ok(RekeyOutcome::Changed);
         }
         store.put(key, &record, encoded, false).await?;
+        if let Some(cache) = &self.inner.cache {
+            cache.invalidate(key).await;
+        }
         Ok(RekeyOutcome::Done)
     }
 
@@ -594,6 +822,14 @@ async fn collect(mut body: crate::store::ByteStream) -> Result<Bytes> {
         1 => parts.pop().expect("one part"),
         _ => Bytes::from(parts.concat()),
     })
+}
+
+/// Why a content load did not produce a cache entry.
+enum Load {
+    /// The file exists but its content is not cached (too large, or `cache_content = false`).
+    NotCacheable,
+    /// Reading or decoding failed.
+    Failed(Error),
 }
 
 /// What happened to one object in a rekey pass.

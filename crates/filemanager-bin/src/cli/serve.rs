@@ -51,6 +51,7 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         &data_dir,
         storage,
         config::base_url(common, &addr.to_string()),
+        config::cache(&data_dir)?,
     )?;
     for note in &built.notes {
         tracing::info!("{note}");

@@ -320,14 +320,18 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, AppError>
     }
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format, the service's own counters and the cache's.
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut text = state.metrics.render();
+    if let Some(stats) = state.fm.cache_stats() {
+        text.push_str(&stats.to_prometheus("fm_cache"));
+    }
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        state.metrics.render(),
+        text,
     )
         .into_response()
 }

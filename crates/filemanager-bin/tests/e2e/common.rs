@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use filemanager::{FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig};
+use filemanager::{CacheSetup, FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig};
 use filemanager_bin::http::auth::{Claims, sign_user_token};
 use filemanager_bin::http::{self, AppState, ServiceConfig};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -82,6 +82,8 @@ impl Server {
 
     pub async fn start_with(backend: Backend, opts: Options) -> Option<Server> {
         let dir = tempfile::tempdir().unwrap();
+        // The cache as `serve` sets it up: memory plus a disk tier in the data directory.
+        let cache = CacheSetup::with_disk(dir.path().join("cache"));
         let storage = match backend {
             Backend::Local => StorageConfig::Local {
                 root: dir.path().join("files"),
@@ -94,6 +96,7 @@ impl Server {
         let fm = FileManager::builder(storage)
             .keys(KeyConfig::from_values(KEY_HEX, &[]).unwrap())
             .max_upload_bytes(opts.max_upload)
+            .cache(Some(cache))
             .presign(Some(PresignConfig {
                 base_url: base.clone(),
                 secret: zeroize::Zeroizing::new(PRESIGN_SECRET.to_vec()),

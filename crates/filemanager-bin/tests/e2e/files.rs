@@ -622,3 +622,50 @@ pub async fn error_messages_reveal_no_paths(s: &Server) {
         assert!(!text.contains(SERVICE_KEY), "{text}");
     }
 }
+
+/// `X-Cache` tells whether the cache answered, and the cache never answers with an old version.
+pub async fn x_cache_reports_hits_and_never_stale_bytes(s: &Server) {
+    let loc = s.app("cached.txt");
+    let get = |q: &'static str| {
+        let path = format!("/v1/files/{loc}{q}");
+        async move { s.svc(Method::GET, &path).send().await.unwrap() }
+    };
+    let put = |body: &'static str, q: &'static str| {
+        let path = format!("/v1/files/{loc}{q}");
+        async move {
+            let resp = s.svc(Method::PUT, &path).body(body).send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+        }
+    };
+    put("first", "").await;
+    let resp = get("").await;
+    assert_eq!(
+        resp.headers()["x-cache"],
+        "hit",
+        "an upload fills the cache"
+    );
+    assert_eq!(resp.text().await.unwrap(), "first");
+    let resp = get("?cache=false").await;
+    assert_eq!(resp.headers()["x-cache"], "miss");
+    assert_eq!(resp.text().await.unwrap(), "first");
+    put("second", "").await;
+    let resp = get("").await;
+    assert_eq!(resp.text().await.unwrap(), "second");
+    // Uploaded with cache=false: never served from the cache.
+    put("third", "?cache=false").await;
+    for _ in 0..2 {
+        let resp = get("").await;
+        assert_eq!(resp.headers()["x-cache"], "miss");
+        assert_eq!(resp.text().await.unwrap(), "third");
+    }
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("fm_cache_"), "cache counters are exported");
+}

@@ -32,6 +32,7 @@ macro_rules! suite {
                 files::overwrite_replaces_the_content,
                 files::list_pages_prefixes_and_isolation,
                 files::query_switches,
+                files::x_cache_reports_hits_and_never_stale_bytes,
                 files::metadata_header_rules,
                 files::location_rules,
                 files::error_messages_reveal_no_paths,

@@ -83,22 +83,36 @@ impl DiskL2 {
     /// degrades to misses (counted in `l2_errors`). Writes retry creating a
     /// missing directory, so a directory that appears later is used.
     pub async fn open(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
-        let inner = Arc::new(Inner {
-            dir: dir.into(),
-            max_bytes,
-            index: Mutex::new(Index::default()),
-            tmp_seq: AtomicU64::new(0),
-            evictions: AtomicU64::new(0),
-        });
-        let scan = Arc::clone(&inner);
-        match tokio::task::spawn_blocking(move || scan.scan()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "disk L2 cache directory unusable; L2 will miss")
+        let dir = dir.into();
+        match tokio::task::spawn_blocking(move || Self::open_blocking(dir, max_bytes)).await {
+            Ok(store) => store,
+            Err(e) => {
+                tracing::warn!(error = %e, "disk L2 cache scan did not complete");
+                Self::unscanned(PathBuf::new(), max_bytes)
             }
-            Err(e) => tracing::warn!(error = %e, "disk L2 cache scan did not complete"),
         }
-        Self { inner }
+    }
+
+    /// [`DiskL2::open`] for synchronous start-up code: scans the directory on the calling
+    /// thread.
+    pub fn open_blocking(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        let store = Self::unscanned(dir.into(), max_bytes);
+        if let Err(e) = store.inner.scan() {
+            tracing::warn!(error = %e, "disk L2 cache directory unusable; L2 will miss");
+        }
+        store
+    }
+
+    fn unscanned(dir: PathBuf, max_bytes: u64) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                dir,
+                max_bytes,
+                index: Mutex::new(Index::default()),
+                tmp_seq: AtomicU64::new(0),
+                evictions: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// The directory of this store.

@@ -27,6 +27,14 @@ pub enum StorageConfig {
     },
     /// An S3-compatible bucket: AWS S3, MinIO, Garage, Ceph, …
     S3(S3Config),
+    /// Any other `object_store` implementation (a wrapper that counts or throttles requests,
+    /// another backend). Its capabilities say whether it keeps attributes and lists in order.
+    Custom {
+        /// The store.
+        store: Arc<dyn object_store::ObjectStore>,
+        /// What it can do.
+        capabilities: Capabilities,
+    },
     /// A Google Cloud Storage bucket; credentials from the usual `GOOGLE_*` variables.
     #[cfg(feature = "gcp")]
     Gcs {
@@ -208,6 +216,10 @@ impl StorageConfig {
                 ))
             }
             StorageConfig::S3(cfg) => open_s3(cfg),
+            StorageConfig::Custom {
+                store,
+                capabilities,
+            } => Ok(Store::new(store.clone(), *capabilities, "custom")),
             #[cfg(feature = "gcp")]
             StorageConfig::Gcs { bucket } => {
                 crate::tls::install_crypto_provider();
@@ -255,6 +267,12 @@ fn retry_config(retry_timeout: Duration) -> object_store::RetryConfig {
 
 #[cfg(feature = "aws")]
 fn open_s3(cfg: &S3Config) -> Result<Store> {
+    Ok(Store::new(raw_s3(cfg)?, CLOUD, "s3"))
+}
+
+/// A plain object_store client for an S3 bucket (also used for the cache bucket).
+#[cfg(feature = "aws")]
+pub(crate) fn raw_s3(cfg: &S3Config) -> Result<Arc<dyn object_store::ObjectStore>> {
     use object_store::aws::AmazonS3Builder;
 
     crate::tls::install_crypto_provider();
@@ -280,11 +298,18 @@ fn open_s3(cfg: &S3Config) -> Result<Store> {
     let s3 = b
         .build()
         .map_err(|_| Error::config("APP_BUCKET", "the S3 settings are not usable"))?;
-    Ok(Store::new(Arc::new(s3), CLOUD, "s3"))
+    Ok(Arc::new(s3))
 }
 
 #[cfg(not(feature = "aws"))]
-fn open_s3(_: &S3Config) -> Result<Store> {
+fn open_s3(cfg: &S3Config) -> Result<Store> {
+    Err(raw_s3(cfg).err().unwrap_or(Error::Unsupported {
+        what: "S3 storage".into(),
+    }))
+}
+
+#[cfg(not(feature = "aws"))]
+pub(crate) fn raw_s3(_: &S3Config) -> Result<Arc<dyn object_store::ObjectStore>> {
     Err(Error::Unsupported {
         what: "S3 storage: this build lacks the `aws` feature".into(),
     })

@@ -30,6 +30,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions};
 
+pub(crate) use config::raw_s3;
 pub use config::{S3Config, StorageConfig};
 
 use crate::error::{Error, Result};
@@ -47,6 +48,18 @@ pub struct Capabilities {
     pub sorted_listing: bool,
     /// The backend can sign URLs for direct access without the service (S3).
     pub signed_urls: bool,
+}
+
+impl Capabilities {
+    /// Capabilities of a custom backend: whether it keeps object attributes, and whether it
+    /// lists in key order. A custom backend cannot sign URLs for direct access.
+    pub fn new(attributes: bool, sorted_listing: bool) -> Self {
+        Capabilities {
+            attributes,
+            sorted_listing,
+            signed_urls: false,
+        }
+    }
 }
 
 /// Facts about one stored object, from a head request.

@@ -54,6 +54,25 @@ pub fn s3_config() -> Option<S3Config> {
     }
 }
 
+/// A cache with a bucket tier in `S3_CACHE_BUCKET` (scripts/garage.sh creates `fm-cache`).
+pub fn s3_cache() -> CacheSetup {
+    let bucket =
+        std::env::var("S3_CACHE_BUCKET").expect("S3_CACHE_BUCKET is set with the S3 variables");
+    let s3 = S3Config::from_lookup(&|k| {
+        if k == "APP_BUCKET" {
+            Some(bucket.clone())
+        } else {
+            std::env::var(k).ok()
+        }
+    })
+    .unwrap()
+    .unwrap();
+    CacheSetup {
+        config: cache::CacheConfig::default(),
+        tier2: CacheTier2::Bucket(s3),
+    }
+}
+
 /// A domain name no other test uses, so tests can share one bucket.
 pub fn unique_domain() -> String {
     static N: AtomicU64 = AtomicU64::new(0);

@@ -1,0 +1,200 @@
+//! Glue between [`FileManager`](crate::FileManager) and the hybrid cache
+//! (`filemanager-cache`): how it is set up, and what its entries hold.
+//!
+//! A content entry carries the file's description and its bytes together — plaintext in memory
+//! (L1), the stored (encoded) form on the second tier (L2) — so a hit answers both "what is it"
+//! and "what are its bytes" from one consistent version. Encrypted files therefore never reach
+//! L2 in the clear. Metadata entries hold the description alone; listings hold the listing.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use filemanager_cache::{Cache, CacheConfig, DiskL2, L2Store, ObjectStoreL2};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::store::S3Config;
+use crate::types::FileInfo;
+
+/// Where the second cache tier lives.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum CacheTier2 {
+    /// Memory only.
+    Off,
+    /// A local directory, bounded in bytes (the embedded default: `{FM_DATA_DIR}/cache`).
+    Disk {
+        /// The directory.
+        dir: PathBuf,
+        /// Most bytes it may hold.
+        max_bytes: u64,
+    },
+    /// An S3 bucket shared by all instances (the seed's `S3_CACHE_BUCKET`). Bound its size with
+    /// a lifecycle rule.
+    Bucket(S3Config),
+}
+
+/// The cache settings of a manager.
+#[derive(Debug, Clone)]
+pub struct CacheSetup {
+    /// Sizes, TTLs and the invalidation bus (see `filemanager_cache::CacheConfig`).
+    pub config: CacheConfig,
+    /// The second tier.
+    pub tier2: CacheTier2,
+}
+
+impl CacheSetup {
+    /// The seed's defaults: memory plus a disk tier in `dir`.
+    pub fn with_disk(dir: impl Into<PathBuf>) -> Self {
+        let config = CacheConfig::default();
+        CacheSetup {
+            tier2: CacheTier2::Disk {
+                dir: dir.into(),
+                max_bytes: config.l2_max_bytes,
+            },
+            config,
+        }
+    }
+
+    /// From the environment: `CACHE_*` variables (sizes, TTLs, `CACHE_INVALIDATION_URL`),
+    /// `S3_CACHE_BUCKET` for a bucket tier (same endpoint and credentials as `APP_BUCKET`),
+    /// else a disk tier in `CACHE_L2_DIR` or `{FM_DATA_DIR}/cache`. `FM_CACHE=off` disables the
+    /// cache.
+    pub fn from_env() -> Result<Option<Self>> {
+        if std::env::var("FM_CACHE").as_deref() == Ok("off") {
+            return Ok(None);
+        }
+        let config = CacheConfig::from_env().map_err(|e| Error::config(e.var, e.reason))?;
+        let tier2 = match std::env::var("S3_CACHE_BUCKET") {
+            Ok(bucket) if !bucket.is_empty() => {
+                let get = |name: &str| {
+                    if name == "APP_BUCKET" {
+                        Some(bucket.clone())
+                    } else {
+                        std::env::var(name).ok()
+                    }
+                };
+                let s3 = S3Config::from_lookup(&get)
+                    .map_err(|e| match e {
+                        Error::Config { variable, reason } if variable == "APP_BUCKET" => {
+                            Error::config("S3_CACHE_BUCKET", reason)
+                        }
+                        other => other,
+                    })?
+                    .expect("the bucket is set");
+                CacheTier2::Bucket(s3)
+            }
+            _ => {
+                let dir = config.l2_dir.clone().unwrap_or_else(|| {
+                    let data = std::env::var("FM_DATA_DIR")
+                        .ok()
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or_else(|| "./data".into());
+                    PathBuf::from(data).join("cache")
+                });
+                CacheTier2::Disk {
+                    dir,
+                    max_bytes: config.l2_max_bytes,
+                }
+            }
+        };
+        Ok(Some(CacheSetup { config, tier2 }))
+    }
+
+    /// Builds the cache. With an invalidation URL this must run inside a Tokio runtime.
+    pub(crate) fn open(self) -> Result<Cache> {
+        let l2: Option<Arc<dyn L2Store>> = match self.tier2 {
+            CacheTier2::Off => None,
+            CacheTier2::Disk { dir, max_bytes } => {
+                Some(Arc::new(DiskL2::open_blocking(dir, max_bytes)))
+            }
+            CacheTier2::Bucket(s3) => Some(Arc::new(ObjectStoreL2::new(
+                crate::store::raw_s3(&s3)?,
+                "fm-cache/",
+            ))),
+        };
+        Cache::new(self.config, l2).map_err(|e| {
+            Error::config(
+                "CACHE_INVALIDATION_URL",
+                match e {
+                    filemanager_cache::CacheError::NoRuntime => {
+                        "needs a Tokio runtime when the manager is built"
+                    }
+                    _ => "is not a usable redis:// URL",
+                },
+            )
+        })
+    }
+}
+
+/// A file's description as cached: what `FileInfo` says, plus whether its content may be
+/// cached at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CachedMeta {
+    pub info: FileInfo,
+    pub no_cache: bool,
+}
+
+impl CachedMeta {
+    pub(crate) fn to_bytes(&self) -> Bytes {
+        Bytes::from(serde_json::to_vec(self).expect("metadata always serializes"))
+    }
+
+    pub(crate) fn from_bytes(b: &[u8]) -> Option<Self> {
+        serde_json::from_slice(b).ok()
+    }
+}
+
+/// A content entry: `u32` little-endian length of the description, the description as JSON,
+/// then the bytes.
+pub(crate) fn frame(meta: &CachedMeta, body: &[u8]) -> Bytes {
+    let json = serde_json::to_vec(meta).expect("metadata always serializes");
+    let mut out = BytesMut::with_capacity(4 + json.len() + body.len());
+    out.put_u32_le(json.len() as u32);
+    out.put_slice(&json);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// Splits a content entry; `None` if it is not one (treated as a miss by the caller).
+pub(crate) fn unframe(entry: &Bytes) -> Option<(CachedMeta, Bytes)> {
+    let len = u32::from_le_bytes(entry.get(..4)?.try_into().ok()?) as usize;
+    let json = entry.get(4..4 + len)?;
+    let meta = serde_json::from_slice(json).ok()?;
+    Some((meta, entry.slice(4 + len..)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::location::StorageLevel;
+
+    #[test]
+    fn frames_round_trip_and_reject_garbage() {
+        let meta = CachedMeta {
+            info: FileInfo {
+                key: "d/app/f".into(),
+                domain: "d".into(),
+                level: StorageLevel::App,
+                user_id: None,
+                filename: "f".into(),
+                size: 3,
+                stored_size: 3,
+                content_type: "text/plain".into(),
+                etag: Some("\"e\"".into()),
+                last_modified: chrono::Utc::now(),
+                compressed: false,
+                encrypted: false,
+                metadata: Default::default(),
+            },
+            no_cache: false,
+        };
+        let f = frame(&meta, b"abc");
+        let (back, body) = unframe(&f).unwrap();
+        assert_eq!(back.info, meta.info);
+        assert_eq!(&body[..], b"abc");
+        assert!(unframe(&Bytes::from_static(b"\xff\xff\xff\xff{}")).is_none());
+        assert!(unframe(&Bytes::from_static(b"\x02\x00")).is_none());
+    }
+}
