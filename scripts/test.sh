@@ -13,6 +13,18 @@ if [ "${1:-}" = "--" ]; then shift; extra=("$@"); fi
 
 say() { printf '\n== %s\n' "$*"; }
 
+say "tools"
+# Redis for the cache's cross-instance tests, from Debian's packages when missing.
+if ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+fi
+# The Redis service the package may have started is not used: tests start their own.
+redis-server --version
+
 say "formatting"
 cargo fmt --all -- --check
 
