@@ -779,6 +779,43 @@ impl FileManager {
         self.presigner()?.download(location, expires_in, Utc::now())
     }
 
+    /// A URL straight to the S3 bucket (SigV4, signed by object_store) for a **plain** file
+    /// (`encrypt = false, compress = false`), valid for `expires_in` seconds: downloads then
+    /// never touch the service. Encrypted or compressed files can only be served by the
+    /// service ([`FileManager::presign_download`]); asking for them here, or on a backend that
+    /// cannot sign URLs, is `InvalidInput`. The URL serves whatever bytes are
+    /// stored under the key when it is used.
+    pub async fn presign_direct_download(
+        &self,
+        location: &Location,
+        expires_in: u64,
+    ) -> Result<PresignedUrl> {
+        crate::presign::check_expiry(expires_in)?;
+        let key = location.key();
+        let info = self.inner.store.head(&key).await?;
+        if info.record.encoding != Encoding::Plain {
+            return Err(Error::invalid_input(
+                "direct",
+                "the file is encrypted or compressed; only the service can serve it",
+            ));
+        }
+        let signed = self
+            .inner
+            .store
+            .signed_get_url(&key, std::time::Duration::from_secs(expires_in))
+            .await
+            .ok_or_else(|| Error::invalid_input("direct", "direct URLs need an S3 backend"))??;
+        let issued = now();
+        Ok(PresignedUrl {
+            success: true,
+            url: signed,
+            method: "GET".into(),
+            headers: Default::default(),
+            expires_at: issued + chrono::Duration::seconds(expires_in as i64),
+            expires_in,
+        })
+    }
+
     /// Checks a request that may carry a presigned URL. `raw_path` is the request path as
     /// received (`/v1/files/…`, still percent-encoded) and `raw_query` its query string.
     /// `Ok(None)`: no signature, so not a presigned request; `Err(Forbidden)`: a signature that

@@ -322,6 +322,12 @@ fn presign_request(upload: bool) -> Value {
             c.extend(e);
         }
         required.push("content_type");
+    } else if let Value::Object(c) = &mut common {
+        c.insert(
+            "direct".into(),
+            json!({"type": "boolean", "default": false,
+                   "description": "A URL straight to the S3 bucket, for plain files on S3 only."}),
+        );
     }
     let variant = |level: &str, user: bool| {
         let mut props = common.clone();

@@ -86,6 +86,9 @@ pub struct UrlRequest {
     compress: Option<bool>,
     #[serde(default)]
     encrypt: Option<bool>,
+    /// Downloads only: a URL straight to the S3 bucket for a plain file.
+    #[serde(default)]
+    direct: Option<bool>,
 }
 
 /// Authenticates, reads the JSON body and checks the caller may presign its location.
@@ -109,6 +112,11 @@ async fn read_request(state: &AppState, req: Request) -> Result<(UrlRequest, Loc
 /// `POST /v1/urls/upload`.
 pub async fn upload_url(State(state): State<AppState>, req: Request) -> Result<Response, AppError> {
     let (r, location) = read_request(&state, req).await?;
+    if r.direct == Some(true) {
+        return Err(AppError::bad_request(
+            "direct URLs are offered for downloads only",
+        ));
+    }
     let content_type = r
         .content_type
         .ok_or_else(|| AppError::bad_request("content_type is required"))?;
@@ -131,8 +139,14 @@ pub async fn download_url(
     req: Request,
 ) -> Result<Response, AppError> {
     let (r, location) = read_request(&state, req).await?;
-    let url = state
-        .fm
-        .presign_download(&location, r.expires_in.unwrap_or(DEFAULT_EXPIRES_IN))?;
+    let expires_in = r.expires_in.unwrap_or(DEFAULT_EXPIRES_IN);
+    let url = if r.direct == Some(true) {
+        state
+            .fm
+            .presign_direct_download(&location, expires_in)
+            .await?
+    } else {
+        state.fm.presign_download(&location, expires_in)?
+    };
     Ok(json(StatusCode::OK, &url))
 }

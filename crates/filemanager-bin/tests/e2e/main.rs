@@ -40,6 +40,7 @@ macro_rules! suite {
                 auth::open_routes_need_no_token,
                 presign::upload_and_download_urls_work_without_a_token,
                 presign::changed_urls_are_refused,
+                presign::direct_urls_go_straight_to_the_bucket,
                 presign::urls_only_allow_their_method,
                 presign::upload_urls_enforce_content_type_and_size,
                 presign::expired_urls_are_refused,

@@ -333,3 +333,50 @@ pub async fn url_requests_are_validated(s: &Server) {
     )
     .await;
 }
+
+/// `direct: true`: a SigV4 URL straight to the bucket for a plain file on S3; refused (400) for
+/// encrypted files, for uploads, and on backends that cannot sign.
+pub async fn direct_urls_go_straight_to_the_bucket(s: &Server) {
+    let plain = format!("/v1/files/{}/user/1/direct.txt?encrypt=false", s.domain);
+    let resp = s
+        .svc(Method::PUT, &plain)
+        .body("straight from the bucket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let sealed = format!("/v1/files/{}/user/1/sealed.txt", s.domain);
+    let resp = s
+        .svc(Method::PUT, &sealed)
+        .body("secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let ask = |filename: &str| {
+        json!({"domain": s.domain, "level": "user", "user_id": "1", "filename": filename,
+               "direct": true, "expires_in": 600})
+    };
+    let resp = presign(s, SERVICE_KEY, "download", ask("direct.txt")).await;
+    match s.backend {
+        Backend::S3 => {
+            let url = expect(resp, StatusCode::OK).await;
+            let url = url["url"].as_str().unwrap().to_owned();
+            let s3 = std::env::var("S3_URL").unwrap();
+            assert!(url.starts_with(&s3), "{url} does not point at the bucket");
+            assert!(url.contains("X-Amz-Signature="), "{url}");
+            let got = s.client.get(&url).send().await.unwrap();
+            assert_eq!(got.status(), StatusCode::OK);
+            assert_eq!(got.text().await.unwrap(), "straight from the bucket");
+            let refused = presign(s, SERVICE_KEY, "download", ask("sealed.txt")).await;
+            expect_error(refused, StatusCode::BAD_REQUEST, "invalid_request").await;
+        }
+        Backend::Local => {
+            expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+        }
+    }
+    let mut up = ask("x.txt");
+    up["content_type"] = "text/plain".into();
+    let resp = presign(s, SERVICE_KEY, "upload", up).await;
+    expect_error(resp, StatusCode::BAD_REQUEST, "invalid_request").await;
+}

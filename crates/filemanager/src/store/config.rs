@@ -267,12 +267,18 @@ fn retry_config(retry_timeout: Duration) -> object_store::RetryConfig {
 
 #[cfg(feature = "aws")]
 fn open_s3(cfg: &S3Config) -> Result<Store> {
-    Ok(Store::new(raw_s3(cfg)?, CLOUD, "s3"))
+    let s3 = build_s3(cfg)?;
+    Ok(Store::new(s3.clone(), CLOUD, "s3").with_signer(s3))
 }
 
 /// A plain object_store client for an S3 bucket (also used for the cache bucket).
 #[cfg(feature = "aws")]
 pub(crate) fn raw_s3(cfg: &S3Config) -> Result<Arc<dyn object_store::ObjectStore>> {
+    Ok(build_s3(cfg)?)
+}
+
+#[cfg(feature = "aws")]
+fn build_s3(cfg: &S3Config) -> Result<Arc<object_store::aws::AmazonS3>> {
     use object_store::aws::AmazonS3Builder;
 
     crate::tls::install_crypto_provider();

@@ -105,6 +105,8 @@ pub(crate) struct Store {
     name: &'static str,
     /// Appended to every key to name its object; see [`LOCAL_FILE_SUFFIX`].
     suffix: &'static str,
+    /// Signs URLs straight to the backend (S3 SigV4), where it can.
+    signer: Option<Arc<dyn object_store::signer::Signer>>,
 }
 
 /// On local disk every file's name ends in a backslash, a character no FileManager key may
@@ -126,7 +128,35 @@ impl Store {
             caps,
             name,
             suffix,
+            signer: None,
         }
+    }
+
+    /// Adds a URL signer (S3).
+    pub(crate) fn with_signer(mut self, signer: Arc<dyn object_store::signer::Signer>) -> Self {
+        self.signer = Some(signer);
+        self
+    }
+
+    /// A URL that reads the object at `key` straight from the backend, without FileManager,
+    /// for `expires_in`; `None` when the backend cannot sign URLs.
+    pub(crate) async fn signed_get_url(
+        &self,
+        key: &str,
+        expires_in: std::time::Duration,
+    ) -> Option<Result<String>> {
+        let signer = self.signer.as_ref()?;
+        Some(
+            signer
+                .signed_url(
+                    object_store::signer::Method::GET,
+                    &self.path(key),
+                    expires_in,
+                )
+                .await
+                .map(|u| u.to_string())
+                .map_err(|e| errors::map(e, key)),
+        )
     }
 
     /// The object_store path of a validated key. Keys never contain what `Path::parse` rejects
