@@ -166,9 +166,10 @@ impl Presigner {
         hex(hmac::sign(&self.key, grant.canonical().as_bytes()).as_ref())
     }
 
-    fn url(&self, location: &Location, grant: &Grant<'_>, expires_in: u64) -> PresignedUrl {
+    /// The query string of a URL for `grant`, signature included: the one spelling that
+    /// verifies.
+    fn query(&self, grant: &Grant<'_>) -> String {
         let mut query = format!("method={}&expires={}", grant.method.as_str(), grant.expires);
-        let mut headers = BTreeMap::new();
         if grant.method == PresignMethod::Put {
             query.push_str(&format!("&ct={}", percent_encode(grant.content_type)));
             if let Some(max) = grant.max_size {
@@ -178,15 +179,23 @@ impl Presigner {
                 "&compress={}&encrypt={}",
                 grant.compress as u8, grant.encrypt as u8
             ));
-            headers.insert("Content-Type".to_owned(), grant.content_type.to_owned());
         }
         query.push_str(&format!("&sig={}", self.sign(grant)));
+        query
+    }
+
+    fn url(&self, location: &Location, grant: &Grant<'_>, expires_in: u64) -> PresignedUrl {
+        let mut headers = BTreeMap::new();
+        if grant.method == PresignMethod::Put {
+            headers.insert("Content-Type".to_owned(), grant.content_type.to_owned());
+        }
         PresignedUrl {
             success: true,
             url: format!(
-                "{}{FILES_ROUTE}{}?{query}",
+                "{}{FILES_ROUTE}{}?{}",
                 self.base_url,
-                location.to_url_path()
+                location.to_url_path(),
+                self.query(grant)
             ),
             method: grant.method.as_str().to_owned(),
             headers,
@@ -332,6 +341,12 @@ impl Presigner {
         let sig = unhex(sig).ok_or_else(|| forbidden("the URL's signature is malformed"))?;
         hmac::verify(&self.key, grant.canonical().as_bytes(), &sig)
             .map_err(|_| forbidden("the URL's signature does not match"))?;
+        // Only the exact query that was issued: another spelling of the same grant (reordered
+        // parameters, `+1000`, an upper-case signature, an unencoded `/`) is a changed URL too,
+        // so anything keyed on the URL's text can rely on it.
+        if raw_query != self.query(&grant) {
+            return Err(forbidden("the URL's query was changed"));
+        }
         // Checked after the signature, so an attacker learns nothing about expiry from a forged
         // URL.
         if now.timestamp() > expires {

@@ -533,6 +533,13 @@ async fn instances_agree_through_redis() {
     assert_not_found(b.download(&loc, &Default::default()).await);
 
     // Redis goes away: both keep serving, writes still succeed.
+    let subs = b
+        .cache()
+        .unwrap()
+        .bus_status()
+        .unwrap()
+        .borrow()
+        .subscriptions;
     redis.stop();
     a.upload(&loc, Bytes::from_static(b"v3"), &UploadOptions::default())
         .await
@@ -542,7 +549,6 @@ async fn instances_agree_through_redis() {
     // It comes back: B resubscribes and applies new invalidations again.
     redis.restart();
     let mut st = b.cache().unwrap().bus_status().unwrap();
-    let subs = st.borrow().subscriptions;
     tokio::time::timeout(
         Duration::from_secs(60),
         st.wait_for(|s| s.connected && s.subscriptions > subs),

@@ -69,7 +69,7 @@ pub fn plaintext(len: usize, seed: u64) -> Vec<u8> {
     let words: &[&[u8]] = &[b"file ", b"manager ", b"chunk ", b"zstd ", b"GCM\n"];
     while out.len() < len {
         let target = out.len() + 1 + rng.below(3000);
-        let text = rng.next() % 2 == 0;
+        let text = rng.next().is_multiple_of(2);
         while out.len() < target {
             if text {
                 out.extend_from_slice(words[rng.below(words.len())]);
@@ -126,7 +126,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 pub fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))

@@ -13,16 +13,21 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::body::{self, Body};
-use crate::cache_io::{CacheSetup, CachedMeta, frame, unframe};
+use crate::cache_io::CacheSetup;
 use crate::codec_io::{Codec, KeyConfig};
 use crate::error::{Error, Result};
 use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
 use crate::meta::{Encoding, ObjectRecord, normalize_metadata, validate_content_type};
-use crate::presign::{PresignConfig, PresignUpload, PresignedGrant, Presigner};
+use crate::presign::{PresignConfig, Presigner};
 use crate::scoped::Scoped;
 use crate::store::{Capabilities, ObjectInfo, StorageConfig, Store};
 use crate::types::*;
-use filemanager_cache::{Cache, Fill};
+
+mod cached;
+mod presigned;
+mod rekey;
+mod seed;
+use filemanager_cache::Cache;
 
 /// Most files one listing returns.
 pub const MAX_LIST_KEYS: usize = 1000;
@@ -262,37 +267,6 @@ impl FileManager {
         })
     }
 
-    /// Puts what was just uploaded into the memory tier (the seed's `cache_content`), unless
-    /// another write got in first: the ticket is taken before a head request confirms that the
-    /// stored version is still ours, so a later writer's invalidation voids the fill.
-    async fn fill_after_upload(
-        &self,
-        cache: &Cache,
-        location: &Location,
-        file: &FileInfo,
-        plain: Bytes,
-    ) {
-        if plain.len() as u64 > cache.config().max_item_bytes {
-            return;
-        }
-        let key = location.key();
-        let ticket = cache.ticket(&key);
-        match self.inner.store.head(&key).await {
-            Ok(now) if quoted(&now.etag) == file.etag => {
-                let meta = CachedMeta {
-                    info: FileInfo {
-                        last_modified: now.last_modified,
-                        ..file.clone()
-                    },
-                    no_cache: false,
-                };
-                cache.put_content(&ticket, frame(&meta, &plain)).await;
-                cache.put_metadata(&ticket, meta.to_bytes()).await;
-            }
-            _ => {}
-        }
-    }
-
     /// Starts a download of `location`: the file's description and a stream of its original
     /// bytes (all of them, or `opts.range`).
     pub async fn download(&self, location: &Location, opts: &DownloadOptions) -> Result<Download> {
@@ -395,109 +369,6 @@ impl FileManager {
             Err(Error::FileNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
-    }
-
-    /// The cache, unless the caller asked to go around it.
-    fn cache_unless(&self, bypass: bool) -> Option<&Cache> {
-        self.inner.cache.as_ref().filter(|_| !bypass)
-    }
-
-    /// A file's description from storage.
-    async fn stored_meta(&self, location: &Location) -> Result<CachedMeta> {
-        let key = location.key();
-        let info = self.inner.store.head(&key).await?;
-        let size = self
-            .inner
-            .codec
-            .size(&self.inner.store, &key, &info)
-            .await?;
-        Ok(CachedMeta {
-            no_cache: info.record.no_cache,
-            info: file_info(location, &info, size),
-        })
-    }
-
-    /// A file's description through the metadata cache.
-    async fn cached_meta(&self, cache: &Cache, location: &Location) -> Result<CachedMeta> {
-        let key = location.key();
-        let loaded = cache
-            .get_or_load_metadata(&key, || async {
-                self.stored_meta(location).await.map(|m| m.to_bytes())
-            })
-            .await
-            .map_err(|e| (*e).clone())?;
-        match CachedMeta::from_bytes(&loaded.value) {
-            Some(meta) => Ok(meta),
-            // Not ours or damaged: answer from storage, and let the next write replace it.
-            None => self.stored_meta(location).await,
-        }
-    }
-
-    /// A file's description and original bytes through the content cache, and whether a cache
-    /// tier answered. `None` when the file's content is not cached: larger than the cache's item
-    /// limit, or uploaded with `cache_content = false`.
-    async fn cached_content(
-        &self,
-        cache: &Cache,
-        location: &Location,
-    ) -> Result<Option<(CachedMeta, Bytes, bool)>> {
-        let key = location.key();
-        let limit = cache.config().max_item_bytes;
-        let loaded = cache
-            .get_or_load_content(&key, |l2| async move {
-                let key = location.key();
-                if let Some((meta, stored)) = l2.as_ref().and_then(unframe) {
-                    let encoding = Encoding::from_flags(meta.info.compressed, meta.info.encrypted);
-                    if let Ok(plain) = self.decode_all(&key, encoding, stored).await {
-                        return Ok(Fill::FromL2(frame(&meta, &plain)));
-                    }
-                }
-                let meta = self
-                    .cached_meta(cache, location)
-                    .await
-                    .map_err(Load::Failed)?;
-                if meta.no_cache || meta.info.size > limit {
-                    return Err(Load::NotCacheable);
-                }
-                let (info, stored) = self.inner.store.get_all(&key).await.map_err(Load::Failed)?;
-                let plain = self
-                    .decode_all(&key, info.record.encoding, stored.clone())
-                    .await
-                    .map_err(Load::Failed)?;
-                // Described from what was read, so the entry is one consistent version even if
-                // the file changed since its metadata was cached.
-                let meta = CachedMeta {
-                    no_cache: info.record.no_cache,
-                    info: file_info(location, &info, plain.len() as u64),
-                };
-                if meta.no_cache || meta.info.size > limit {
-                    return Err(Load::NotCacheable);
-                }
-                Ok(Fill::FromStorage {
-                    value: frame(&meta, &plain),
-                    stored: Some(frame(&meta, &stored)),
-                })
-            })
-            .await;
-        match loaded {
-            Ok(l) => match unframe(&l.value) {
-                Some((meta, plain)) => Ok(Some((meta, plain, l.tier.is_some()))),
-                None => Ok(None),
-            },
-            Err(e) => match &*e {
-                Load::NotCacheable => Ok(None),
-                Load::Failed(err) => Err(err.clone()),
-            },
-        }
-    }
-
-    /// Decodes a whole stored object held in memory.
-    async fn decode_all(&self, key: &str, encoding: Encoding, stored: Bytes) -> Result<Bytes> {
-        if encoding == Encoding::Plain {
-            return Ok(stored);
-        }
-        let once = futures::stream::once(async move { Ok(stored) }).boxed();
-        collect(self.inner.codec.decode(key, encoding, once)?).await
     }
 
     /// Deletes the file at `location`; `FileNotFound` if there is none.
@@ -611,242 +482,6 @@ impl FileManager {
             next_cursor,
         })
     }
-
-    /// Re-encrypts, under the primary key, every encrypted file whose key starts with
-    /// `key_prefix` (e.g. `""` for all, `"blog/"` for one domain) and that is sealed under an old
-    /// key. Each file is decoded and re-encoded as a stream and written back atomically; a file
-    /// that changed while it was being re-encrypted is left to its new writer (counted in
-    /// `skipped_changed`). Failures of single files are reported, not fatal.
-    pub async fn rekey(&self, key_prefix: &str) -> Result<RekeyReport> {
-        let mut report = RekeyReport::default();
-        let mut keys = self.inner.store.list(key_prefix, None).await?;
-        while let Some(key) = keys.try_next().await? {
-            report.scanned += 1;
-            match self.rekey_one(&key).await {
-                Ok(RekeyOutcome::Done) => report.rekeyed += 1,
-                Ok(RekeyOutcome::Current) => {}
-                Ok(RekeyOutcome::Changed) => report.skipped_changed += 1,
-                Err(e) => report.failed.push((key, e.to_string())),
-            }
-        }
-        Ok(report)
-    }
-
-    async fn rekey_one(&self, key: &str) -> Result<RekeyOutcome> {
-        let store = &self.inner.store;
-        let codec = &self.inner.codec;
-        let info = match store.head(key).await {
-            Ok(info) => info,
-            Err(Error::FileNotFound { .. }) => return Ok(RekeyOutcome::Changed),
-            Err(e) => return Err(e),
-        };
-        if !codec.needs_rekey(store, key, &info).await? {
-            return Ok(RekeyOutcome::Current);
-        }
-        let (current, stored) = store.get(key).await?;
-        if current.etag != info.etag {
-            return Ok(RekeyOutcome::Changed);
-        }
-        let size = codec.size(store, key, &current).await?;
-        let plain = codec.decode(key, current.record.encoding, stored)?;
-        let record = ObjectRecord {
-            size: Some(size),
-            ..current.record.clone()
-        };
-        let encoded = codec.encode(key, record.encoding, Some(size), plain)?;
-        // Last look before replacing: a writer that got in first keeps its version. The window
-        // left is the time of one write; see docs/operations.md on rotating keys.
-        if store.head(key).await.ok().and_then(|i| i.etag) != current.etag {
-            return Ok(RekeyOutcome::Changed);
-        }
-        store.put(key, &record, encoded, false).await?;
-        if let Some(cache) = &self.inner.cache {
-            cache.invalidate(key).await;
-        }
-        Ok(RekeyOutcome::Done)
-    }
-
-    // ----- the seed's signatures -------------------------------------------------------------
-
-    /// The seed's `upload_file`: `opts.user_id` is required for USER level.
-    pub async fn upload_file(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        filename: &str,
-        file_data: impl Into<Body>,
-        opts: UploadOptions,
-    ) -> Result<UploadResult> {
-        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
-        self.upload(&loc, file_data, &opts).await
-    }
-
-    /// The seed's `download_file`: the file's original bytes.
-    pub async fn download_file(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        filename: &str,
-        opts: DownloadOptions,
-    ) -> Result<Bytes> {
-        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
-        self.download_bytes(&loc, &opts).await
-    }
-
-    /// The seed's `delete_file`.
-    pub async fn delete_file(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        filename: &str,
-        user_id: Option<&str>,
-    ) -> Result<DeleteResult> {
-        let loc = Location::new(domain, level, user_id, filename)?;
-        self.delete(&loc).await
-    }
-
-    /// The seed's `get_file_metadata`: `None` when there is no such file.
-    pub async fn get_file_metadata(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        filename: &str,
-        user_id: Option<&str>,
-        use_cache: bool,
-    ) -> Result<Option<FileInfo>> {
-        let loc = Location::new(domain, level, user_id, filename)?;
-        self.metadata(&loc, use_cache).await
-    }
-
-    /// The seed's `list_files`.
-    pub async fn list_files(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        opts: ListOptions,
-    ) -> Result<ListResult> {
-        let scope = Scope::parse(domain, level, opts.user_id.as_deref())?;
-        self.list(&scope, &opts).await
-    }
-
-    /// The seed's `generate_upload_url`: a URL that lets its holder upload one file, of this
-    /// content type, until it expires, with no other credential. Stored encrypted (the seed's
-    /// default); see [`FileManager::presign_upload`] for the other switches.
-    pub fn generate_upload_url(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        filename: &str,
-        content_type: &str,
-        opts: UrlOptions,
-    ) -> Result<PresignedUrl> {
-        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
-        let req = PresignUpload {
-            content_type: content_type.to_owned(),
-            expires_in: opts.expires_in,
-            max_size: None,
-            compress: false,
-            encrypt: true,
-        };
-        self.presign_upload(&loc, &req)
-    }
-
-    /// The seed's `generate_download_url`: a URL that lets its holder read one file until it
-    /// expires.
-    pub fn generate_download_url(
-        &self,
-        domain: &str,
-        level: StorageLevel,
-        filename: &str,
-        opts: UrlOptions,
-    ) -> Result<PresignedUrl> {
-        let loc = Location::new(domain, level, opts.user_id.as_deref(), filename)?;
-        self.presign_download(&loc, opts.expires_in)
-    }
-
-    /// A presigned upload URL for `location`.
-    pub fn presign_upload(&self, location: &Location, req: &PresignUpload) -> Result<PresignedUrl> {
-        if req.encrypt || req.compress {
-            self.inner
-                .codec
-                .check(Encoding::from_flags(req.compress, req.encrypt))?;
-        }
-        self.presigner()?.upload(location, req, Utc::now())
-    }
-
-    /// A presigned download URL for `location`, valid for `expires_in` seconds.
-    pub fn presign_download(&self, location: &Location, expires_in: u64) -> Result<PresignedUrl> {
-        self.presigner()?.download(location, expires_in, Utc::now())
-    }
-
-    /// A URL straight to the S3 bucket (SigV4, signed by object_store) for a **plain** file
-    /// (`encrypt = false, compress = false`), valid for `expires_in` seconds: downloads then
-    /// never touch the service. Encrypted or compressed files can only be served by the
-    /// service ([`FileManager::presign_download`]); asking for them here, or on a backend that
-    /// cannot sign URLs, is `InvalidInput`. The URL serves whatever bytes are
-    /// stored under the key when it is used.
-    pub async fn presign_direct_download(
-        &self,
-        location: &Location,
-        expires_in: u64,
-    ) -> Result<PresignedUrl> {
-        crate::presign::check_expiry(expires_in)?;
-        let key = location.key();
-        let info = self.inner.store.head(&key).await?;
-        if info.record.encoding != Encoding::Plain {
-            return Err(Error::invalid_input(
-                "direct",
-                "the file is encrypted or compressed; only the service can serve it",
-            ));
-        }
-        let signed = self
-            .inner
-            .store
-            .signed_get_url(&key, std::time::Duration::from_secs(expires_in))
-            .await
-            .ok_or_else(|| Error::invalid_input("direct", "direct URLs need an S3 backend"))??;
-        let issued = now();
-        Ok(PresignedUrl {
-            success: true,
-            url: signed,
-            method: "GET".into(),
-            headers: Default::default(),
-            expires_at: issued + chrono::Duration::seconds(expires_in as i64),
-            expires_in,
-        })
-    }
-
-    /// Checks a request that may carry a presigned URL. `raw_path` is the request path as
-    /// received (`/v1/files/…`, still percent-encoded) and `raw_query` its query string.
-    /// `Ok(None)`: no signature, so not a presigned request; `Err(Forbidden)`: a signature that
-    /// does not allow this request.
-    pub fn verify_presigned(
-        &self,
-        method: &str,
-        raw_path: &str,
-        raw_query: &str,
-    ) -> Result<Option<PresignedGrant>> {
-        match &self.inner.presigner {
-            Some(p) => p.verify(method, raw_path, raw_query, Utc::now()),
-            None if raw_query.split('&').any(|kv| kv.starts_with("sig=")) => {
-                Err(Error::Forbidden {
-                    reason: "presigned URLs are not enabled".into(),
-                })
-            }
-            None => Ok(None),
-        }
-    }
-
-    fn presigner(&self) -> Result<&Presigner> {
-        self.inner
-            .presigner
-            .as_ref()
-            .ok_or_else(|| Error::Unsupported {
-                what:
-                    "presigned URLs need a base URL and a secret (FM_PUBLIC_URL, FM_PRESIGN_SECRET)"
-                        .into(),
-            })
-    }
 }
 
 /// Gathers a byte stream into one buffer.
@@ -859,21 +494,6 @@ async fn collect(mut body: crate::store::ByteStream) -> Result<Bytes> {
         1 => parts.pop().expect("one part"),
         _ => Bytes::from(parts.concat()),
     })
-}
-
-/// Why a content load did not produce a cache entry.
-enum Load {
-    /// The file exists but its content is not cached (too large, or `cache_content = false`).
-    NotCacheable,
-    /// Reading or decoding failed.
-    Failed(Error),
-}
-
-/// What happened to one object in a rekey pass.
-enum RekeyOutcome {
-    Done,
-    Current,
-    Changed,
 }
 
 /// Body errors from a caller's stream do not know the key; fill it in.
