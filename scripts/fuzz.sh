@@ -30,8 +30,9 @@ declare -A crate_of=(
   [parse_header]=crates/filemanager-codec/fuzz
   [location]=crates/filemanager/fuzz
   [presign_verify]=crates/filemanager/fuzz
+  [byte_range]=crates/filemanager-bin/fuzz
 )
-all=(decode_stream parse_header location presign_verify)
+all=(decode_stream parse_header location presign_verify byte_range)
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all[@]}")
 for t in "${targets[@]}"; do

@@ -141,31 +141,7 @@ impl Codec {
         };
         let encoder = StreamEncoder::new(self.params(encoding), ring, key, size)
             .map_err(|e| codec_error(key, e))?;
-        let key = key.to_owned();
-        let state = (body, Some(encoder), key);
-        Ok(
-            futures::stream::try_unfold(state, |(mut body, mut encoder, key)| async move {
-                loop {
-                    let Some(enc) = encoder.as_mut() else {
-                        return Ok(None);
-                    };
-                    let mut out = Vec::new();
-                    match body.next().await {
-                        Some(chunk) => enc
-                            .push(&chunk?, &mut out)
-                            .map_err(|e| codec_error(&key, e))?,
-                        None => {
-                            let enc = encoder.take().expect("checked above");
-                            enc.finish(&mut out).map_err(|e| codec_error(&key, e))?;
-                        }
-                    }
-                    if !out.is_empty() {
-                        return Ok(Some((Bytes::from(out), (body, encoder, key))));
-                    }
-                }
-            })
-            .boxed(),
-        )
+        Ok(transform(body, encoder, key.to_owned()))
     }
 
     /// The original bytes of a whole stored object. The stream ends in an error, never in a
@@ -179,37 +155,13 @@ impl Codec {
         if encoding == Encoding::Plain {
             return Ok(stored);
         }
-        let decoder = StreamDecoder::new(self.keys.as_deref(), key);
-        let state = (stored, Some(decoder), key.to_owned(), false);
-        Ok(futures::stream::try_unfold(
-            state,
-            move |(mut stored, mut decoder, key, mut checked)| async move {
-                loop {
-                    let Some(dec) = decoder.as_mut() else {
-                        return Ok(None);
-                    };
-                    let mut out = Vec::new();
-                    match stored.next().await {
-                        Some(chunk) => {
-                            dec.push(&chunk?, &mut out)
-                                .map_err(|e| codec_error(&key, e))?;
-                            if !checked && let Some(h) = dec.header() {
-                                agree(&key, encoding, h.compressed, h.encrypted())?;
-                                checked = true;
-                            }
-                        }
-                        None => {
-                            let dec = decoder.take().expect("checked above");
-                            dec.finish().map_err(|e| codec_error(&key, e))?;
-                        }
-                    }
-                    if !out.is_empty() {
-                        return Ok(Some((Bytes::from(out), (stored, decoder, key, checked))));
-                    }
-                }
-            },
-        )
-        .boxed())
+        let decoder = Checked {
+            decoder: StreamDecoder::new(self.keys.as_deref(), key),
+            key: key.to_owned(),
+            encoding,
+            checked: false,
+        };
+        Ok(transform(stored, decoder, key.to_owned()))
     }
 
     /// The file's own length. Plain objects are their stored size; encoded ones carry it in
@@ -272,34 +224,9 @@ impl Codec {
         let body = store
             .get_range(key, info, plan.stored_range.clone())
             .await?;
-        let state = (body, Some(ranged), key.to_owned());
-        Ok(
-            futures::stream::try_unfold(state, |(mut body, mut dec, key)| async move {
-                loop {
-                    let Some(d) = dec.as_mut() else {
-                        return Ok(None);
-                    };
-                    let mut out = Vec::new();
-                    match body.next().await {
-                        Some(chunk) => d
-                            .push(&chunk?, &mut out)
-                            .map_err(|e| codec_error(&key, e))?,
-                        None => {
-                            let d = dec.take().expect("checked above");
-                            d.finish().map_err(|e| codec_error(&key, e))?;
-                        }
-                    }
-                    if !out.is_empty() {
-                        return Ok(Some((Bytes::from(out), (body, dec, key))));
-                    }
-                }
-            })
-            .boxed(),
-        )
+        Ok(transform(body, ranged, key.to_owned()))
     }
-}
 
-impl Codec {
     /// Whether the encrypted object described by `info` is sealed under a key other than the
     /// primary one (so `rekey` should re-encrypt it).
     pub(crate) async fn needs_rekey(
@@ -318,6 +245,90 @@ impl Codec {
         let (header, _) = codec::Header::parse(&header).map_err(|e| codec_error(key, e))?;
         Ok(codec::needs_rekey(&header, ring))
     }
+}
+
+/// A codec step fed piece by piece: output for each input, and a last word at the end that
+/// fails if the input was not complete.
+trait Step: Send + 'static {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error>;
+    fn finish(self, out: &mut Vec<u8>) -> Result<(), codec::Error>;
+}
+
+impl Step for StreamEncoder {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error> {
+        StreamEncoder::push(self, input, out)
+    }
+    fn finish(self, out: &mut Vec<u8>) -> Result<(), codec::Error> {
+        StreamEncoder::finish(self, out).map(drop)
+    }
+}
+
+impl Step for codec::RangeDecoder {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error> {
+        codec::RangeDecoder::push(self, input, out)
+    }
+    fn finish(self, _: &mut Vec<u8>) -> Result<(), codec::Error> {
+        codec::RangeDecoder::finish(self)
+    }
+}
+
+/// The whole-object decoder, which also checks, once the header is in, that it agrees with the
+/// object's record.
+struct Checked {
+    decoder: StreamDecoder,
+    key: String,
+    encoding: Encoding,
+    checked: bool,
+}
+
+impl Step for Checked {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error> {
+        self.decoder.push(input, out)?;
+        if !self.checked
+            && let Some(h) = self.decoder.header()
+        {
+            if agree(&self.key, self.encoding, h.compressed, h.encrypted()).is_err() {
+                return Err(codec::Error::Integrity(
+                    "the stored header disagrees with the object's record",
+                ));
+            }
+            self.checked = true;
+        }
+        Ok(())
+    }
+    fn finish(self, _: &mut Vec<u8>) -> Result<(), codec::Error> {
+        self.decoder.finish().map(drop)
+    }
+}
+
+/// Runs `input` through `step`, yielding its output as it comes; the stream ends with the
+/// step's `finish`, so an incomplete input ends in an error, never in a clean end.
+fn transform<S: Step>(input: ByteStream, step: S, key: String) -> ByteStream {
+    futures::stream::try_unfold(
+        (input, Some(step), key),
+        |(mut input, mut step, key)| async move {
+            loop {
+                let Some(current) = step.as_mut() else {
+                    return Ok(None);
+                };
+                let mut out = Vec::new();
+                match input.next().await {
+                    Some(chunk) => current
+                        .push(&chunk?, &mut out)
+                        .map_err(|e| codec_error(&key, e))?,
+                    None => step
+                        .take()
+                        .expect("checked above")
+                        .finish(&mut out)
+                        .map_err(|e| codec_error(&key, e))?,
+                }
+                if !out.is_empty() {
+                    return Ok(Some((Bytes::from(out), (input, step, key))));
+                }
+            }
+        },
+    )
+    .boxed()
 }
 
 /// The header must say what the record says.

@@ -60,13 +60,7 @@ impl FileManager {
 
     /// A file's description from storage.
     pub(super) async fn stored_meta(&self, location: &Location) -> Result<CachedMeta> {
-        let key = location.key();
-        let info = self.inner.store.head(&key).await?;
-        let size = self
-            .inner
-            .codec
-            .size(&self.inner.store, &key, &info)
-            .await?;
+        let (info, size) = self.head_sized(&location.key()).await?;
         Ok(CachedMeta {
             no_cache: info.record.no_cache,
             info: file_info(location, &info, size),

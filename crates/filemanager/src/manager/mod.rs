@@ -308,12 +308,7 @@ impl FileManager {
                 })
             }
             Some(range) => {
-                let info = self.inner.store.head(&key).await?;
-                let size = self
-                    .inner
-                    .codec
-                    .size(&self.inner.store, &key, &info)
-                    .await?;
+                let (info, size) = self.head_sized(&key).await?;
                 let range = range.resolve(size)?;
                 let body = self.read_range(&key, &info, range.clone()).await?;
                 Ok(Download {
@@ -324,6 +319,13 @@ impl FileManager {
                 })
             }
         }
+    }
+
+    /// The object's facts and the file's own length.
+    async fn head_sized(&self, key: &str) -> Result<(ObjectInfo, u64)> {
+        let info = self.inner.store.head(key).await?;
+        let size = self.inner.codec.size(&self.inner.store, key, &info).await?;
+        Ok((info, size))
     }
 
     async fn read_range(

@@ -75,6 +75,18 @@ pub(crate) struct ObjectInfo {
 }
 
 impl ObjectInfo {
+    /// The facts of an object from its record, the backend's metadata, and where its body
+    /// starts (the envelope's length, or 0).
+    fn new(record: ObjectRecord, meta: object_store::ObjectMeta, body_offset: usize) -> Self {
+        ObjectInfo {
+            record,
+            stored_size: meta.size - body_offset as u64,
+            etag: meta.e_tag,
+            last_modified: meta.last_modified,
+            body_offset: body_offset as u64,
+        }
+    }
+
     /// What is known of an object just written, without asking the backend again.
     pub(crate) fn written(record: ObjectRecord, written: Written, at: DateTime<Utc>) -> Self {
         ObjectInfo {
@@ -191,13 +203,7 @@ impl Store {
                 .await
                 .map_err(|e| errors::map(e, key))?;
             let record = record::from_attributes(&got.attributes).map_err(|r| integrity(key, r))?;
-            Ok(ObjectInfo {
-                record,
-                stored_size: got.meta.size,
-                etag: got.meta.e_tag,
-                last_modified: got.meta.last_modified,
-                body_offset: 0,
-            })
+            Ok(ObjectInfo::new(record, got.meta, 0))
         } else {
             let meta = self
                 .inner
@@ -223,13 +229,7 @@ impl Store {
             let meta = got.meta.clone();
             let head = got.bytes().await.map_err(|e| errors::map(e, key))?;
             match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
-                EnvelopeParse::Done(record, len) => Ok(ObjectInfo {
-                    record,
-                    stored_size: meta.size - len as u64,
-                    etag: meta.e_tag,
-                    last_modified: meta.last_modified,
-                    body_offset: len as u64,
-                }),
+                EnvelopeParse::Done(record, len) => Ok(ObjectInfo::new(record, meta, len)),
                 EnvelopeParse::NeedMore => Err(integrity(key, "truncated envelope")),
             }
         }
@@ -246,13 +246,7 @@ impl Store {
         let meta = got.meta.clone();
         if self.caps.attributes {
             let record = record::from_attributes(&got.attributes).map_err(|r| integrity(key, r))?;
-            let info = ObjectInfo {
-                record,
-                stored_size: meta.size,
-                etag: meta.e_tag,
-                last_modified: meta.last_modified,
-                body_offset: 0,
-            };
+            let info = ObjectInfo::new(record, meta, 0);
             return Ok((info, local_read::stream(got, key)));
         }
         let mut stream = local_read::stream(got, key);
@@ -261,13 +255,7 @@ impl Store {
             match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
                 EnvelopeParse::Done(record, len) => {
                     let rest = head.split_off(len).freeze();
-                    let info = ObjectInfo {
-                        record,
-                        stored_size: meta.size - len as u64,
-                        etag: meta.e_tag,
-                        last_modified: meta.last_modified,
-                        body_offset: len as u64,
-                    };
+                    let info = ObjectInfo::new(record, meta, len);
                     let first = futures::stream::iter((!rest.is_empty()).then_some(Ok(rest)));
                     let body = first.chain(stream).boxed();
                     return Ok((info, body));
@@ -299,13 +287,7 @@ impl Store {
                 EnvelopeParse::NeedMore => return Err(integrity(key, "truncated envelope")),
             }
         };
-        let info = ObjectInfo {
-            record,
-            stored_size: meta.size - offset as u64,
-            etag: meta.e_tag,
-            last_modified: meta.last_modified,
-            body_offset: offset as u64,
-        };
+        let info = ObjectInfo::new(record, meta, offset);
         Ok((info, all.slice(offset..)))
     }
 
