@@ -56,6 +56,21 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
     for note in &built.notes {
         tracing::info!("{note}");
     }
+    // Staging files of uploads cut short by a crash; younger ones may be a CLI upload in
+    // flight in the same directory, so only those older than FM_STALE_UPLOAD_SECS go.
+    let stale_after = std::env::var("FM_STALE_UPLOAD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(600);
+    let sweeper = built.fm.clone();
+    tokio::spawn(async move {
+        let removed = sweeper
+            .sweep_stale_uploads(std::time::Duration::from_secs(stale_after))
+            .await;
+        if removed > 0 {
+            tracing::info!("removed {removed} staging file(s) of interrupted uploads");
+        }
+    });
 
     let mut api_keys: Vec<String> = args
         .api_keys

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -12,7 +13,8 @@ use tokio::process::{Child, Command};
 use crate::common::{client, expect};
 
 /// Variables that would configure the binary; removed so it runs on defaults.
-pub const CONFIG_VARS: [&str; 19] = [
+pub const CONFIG_VARS: [&str; 20] = [
+    "FM_STALE_UPLOAD_SECS",
     "APP_BUCKET",
     "S3_URL",
     "AWS_ACCESS_KEY_ID",
@@ -170,4 +172,85 @@ async fn zero_config_creates_then_reuses_keys_and_refuses_a_wrong_key() {
     assert!(stderr.contains("STORAGE_ENCRYPTION_KEYS_OLD"), "{stderr}");
     assert!(!stderr.contains(&wrong), "{stderr}");
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+}
+
+/// Files under `dir` whose names are object_store staging names (`…#N`).
+fn staging_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit_once('#'))
+                .is_some_and(|(_, n)| n.bytes().all(|b| b.is_ascii_digit()))
+            {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_upload_leaves_no_file_and_restart_sweeps_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("data/files");
+    let env = [("FM_API_KEYS", "k"), ("FM_STALE_UPLOAD_SECS", "0")];
+    let mut child = serve(dir.path(), &env);
+    let (base, _) = wait_listening(&mut child).await;
+
+    // A 24 MiB body sent slowly: by the time a staging file exists, the upload is mid-way.
+    let body = futures::stream::iter(0..96).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![7u8; 256 * 1024]))
+    });
+    let upload = tokio::spawn(
+        client()
+            .put(format!("{base}/v1/files/blog/app/big.bin"))
+            .bearer_auth("k")
+            .body(reqwest::Body::wrap_stream(body))
+            .send(),
+    );
+    let mut waited = 0;
+    while staging_files(&files).is_empty() {
+        assert!(waited < 600, "no staging file appeared");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    assert!(
+        upload.await.unwrap().is_err(),
+        "the client sees the connection die"
+    );
+    assert!(
+        !files.join("blog/app/big.bin\\").exists(),
+        "no file under the final name"
+    );
+    assert!(
+        !staging_files(&files).is_empty(),
+        "the crash left its staging file"
+    );
+
+    let mut child = serve(dir.path(), &env);
+    let (base, _) = wait_listening(&mut child).await;
+    let mut waited = 0;
+    while !staging_files(&files).is_empty() {
+        assert!(waited < 400, "the staging file was not swept");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        waited += 1;
+    }
+    let resp = client()
+        .get(format!("{base}/v1/files/blog/app/big.bin"))
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    terminate(&mut child).await;
 }

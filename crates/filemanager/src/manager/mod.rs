@@ -163,6 +163,14 @@ impl FileManager {
         self.inner.cache.as_ref()
     }
 
+    /// Removes what uploads interrupted by a crash left behind on local disk (staging files
+    /// older than `older_than`; younger ones may belong to an upload in flight in another
+    /// process). Other backends discard unfinished uploads themselves. Returns how many files
+    /// were removed. The service runs this at start.
+    pub async fn sweep_stale_uploads(&self, older_than: std::time::Duration) -> usize {
+        self.inner.store.sweep_stale_uploads(older_than).await
+    }
+
     /// What the storage backend can do.
     pub fn capabilities(&self) -> Capabilities {
         self.inner.store.capabilities()

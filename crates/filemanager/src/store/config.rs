@@ -213,7 +213,8 @@ impl StorageConfig {
                         signed_urls: false,
                     },
                     "local",
-                ))
+                )
+                .with_local_root(root.clone()))
             }
             StorageConfig::S3(cfg) => open_s3(cfg),
             StorageConfig::Custom {

@@ -17,6 +17,7 @@ mod config;
 mod errors;
 mod local_read;
 pub(crate) mod record;
+mod sweep;
 mod upload;
 
 use std::ops::Range;
@@ -119,6 +120,8 @@ pub(crate) struct Store {
     suffix: &'static str,
     /// Signs URLs straight to the backend (S3 SigV4), where it can.
     signer: Option<Arc<dyn object_store::signer::Signer>>,
+    /// The directory of a local-disk backend.
+    local_root: Option<std::path::PathBuf>,
 }
 
 /// On local disk every file's name ends in a backslash, a character no FileManager key may
@@ -141,7 +144,14 @@ impl Store {
             name,
             suffix,
             signer: None,
+            local_root: None,
         }
+    }
+
+    /// Records the directory of a local-disk backend.
+    pub(crate) fn with_local_root(mut self, root: std::path::PathBuf) -> Self {
+        self.local_root = Some(root);
+        self
     }
 
     /// Adds a URL signer (S3).
@@ -180,6 +190,18 @@ impl Store {
 
     pub(crate) fn capabilities(&self) -> Capabilities {
         self.caps
+    }
+
+    /// Removes staging files of uploads that never finished (see [`sweep`]); local disk only,
+    /// other backends drop unfinished uploads themselves. Returns how many were removed.
+    pub(crate) async fn sweep_stale_uploads(&self, older_than: std::time::Duration) -> usize {
+        let Some(root) = &self.local_root else {
+            return 0;
+        };
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || sweep::sweep(&root, older_than))
+            .await
+            .unwrap_or(0)
     }
 
     /// A short name for the backend kind (`memory`, `local`, `s3`, …).
