@@ -19,7 +19,10 @@ fn range_corpus_replays_clean() {
         };
         for size in [0u64, 1, 2, 10, 65_536, 1 << 40, u64::MAX] {
             if let Ok(r) = range.resolve(size) {
-                assert!(r.start < r.end && r.end <= size, "{range:?} in {size}: {r:?}");
+                assert!(
+                    r.start < r.end && r.end <= size,
+                    "{range:?} in {size}: {r:?}"
+                );
                 assert!(content_range(&r, size).starts_with("bytes "));
             }
         }
@@ -34,7 +37,14 @@ fn parser_examples() {
     assert_eq!(p("bytes=0-99"), Some(FromTo(0, 99)));
     assert_eq!(p("bytes=5-"), Some(From(5)));
     assert_eq!(p("bytes=-5"), Some(Suffix(5)));
-    for ignored in ["bytes=0-1,5-6", "items=0-5", "bytes=", "bytes=-", "bytes=+1-2", "bytes=0x10-20"] {
+    for ignored in [
+        "bytes=0-1,5-6",
+        "items=0-5",
+        "bytes=",
+        "bytes=-",
+        "bytes=+1-2",
+        "bytes=0x10-20",
+    ] {
         assert_eq!(p(ignored), None, "{ignored}");
     }
 }
