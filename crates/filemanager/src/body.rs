@@ -32,9 +32,8 @@ impl Body {
     {
         Body {
             stream: stream
-                .map_err(|e| Error::FileUploadError {
-                    key: String::new(),
-                    reason: format!("reading the upload body failed: {e}"),
+                .map_err(|e| Error::BodyFailed {
+                    reason: e.to_string(),
                 })
                 .boxed(),
             len: None,

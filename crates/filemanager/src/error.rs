@@ -43,6 +43,15 @@ pub enum Error {
         key: String,
     },
 
+    /// The upload's body could not be read to its end (a client that hung up, broken chunked
+    /// framing, a failing reader given as the body). The caller's side failed, not storage;
+    /// nothing was stored.
+    #[error("reading the upload body failed: {reason}")]
+    BodyFailed {
+        /// What failed, as the body's reader said.
+        reason: String,
+    },
+
     /// The upload did not complete; nothing was stored under the key.
     #[error("upload of {key} failed: {reason}")]
     FileUploadError {
@@ -158,7 +167,9 @@ impl Error {
     /// `error.code` values.
     pub fn code(&self) -> &'static str {
         match self {
-            Error::InvalidLocation { .. } | Error::InvalidInput { .. } => "invalid_request",
+            Error::InvalidLocation { .. }
+            | Error::InvalidInput { .. }
+            | Error::BodyFailed { .. } => "invalid_request",
             Error::FileNotFound { .. } => "file_not_found",
             Error::FileUploadError { .. } => "upload_failed",
             Error::FileDownloadError { .. } => "download_failed",

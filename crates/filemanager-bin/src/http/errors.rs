@@ -74,7 +74,9 @@ impl AppError {
 /// added later answers 500 `storage_error`-class until it is given its own arm here.
 fn lib_status(e: &Error) -> StatusCode {
     match e {
-        Error::InvalidLocation { .. } | Error::InvalidInput { .. } => StatusCode::BAD_REQUEST,
+        Error::InvalidLocation { .. } | Error::InvalidInput { .. } | Error::BodyFailed { .. } => {
+            StatusCode::BAD_REQUEST
+        }
         Error::FileNotFound { .. } => StatusCode::NOT_FOUND,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
         Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,

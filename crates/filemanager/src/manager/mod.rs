@@ -252,8 +252,7 @@ impl FileManager {
             .inner
             .store
             .put(&key, &record, stored, body.in_memory)
-            .await
-            .map_err(|e| with_key(e, &key))?;
+            .await?;
         let no_cache = record.no_cache;
         let info = ObjectInfo::written(record, written, now());
         let file = file_info(location, &info, plain_len.load(Ordering::Relaxed));
@@ -504,17 +503,6 @@ async fn collect(mut body: crate::store::ByteStream) -> Result<Bytes> {
         1 => parts.pop().expect("one part"),
         _ => Bytes::from(parts.concat()),
     })
-}
-
-/// Body errors from a caller's stream do not know the key; fill it in.
-fn with_key(err: Error, key: &str) -> Error {
-    match err {
-        Error::FileUploadError { key: k, reason } if k.is_empty() => Error::FileUploadError {
-            key: key.to_owned(),
-            reason,
-        },
-        other => other,
-    }
 }
 
 fn now() -> DateTime<Utc> {

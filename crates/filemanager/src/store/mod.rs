@@ -130,6 +130,11 @@ pub(crate) struct Store {
 /// impossible: `d1\` and `d1/f\` coexist, and `x#1\` is not a staging name.
 pub(crate) const LOCAL_FILE_SUFFIX: &str = "\\";
 
+/// Longest last segment local disk can hold: file names are limited to 255 bytes, and the file
+/// of a key is its last segment, the suffix above and, while it is written, object_store's
+/// staging suffix (`#N`).
+const LOCAL_MAX_NAME: usize = 250;
+
 impl Store {
     /// Wraps an object store with the given capabilities.
     pub(crate) fn new(inner: Arc<dyn ObjectStore>, caps: Capabilities, name: &'static str) -> Self {
@@ -347,6 +352,17 @@ impl Store {
         body: BoxStream<'_, Result<Bytes>>,
         in_memory: bool,
     ) -> Result<Written> {
+        if self.name == "local"
+            && key
+                .rsplit('/')
+                .next()
+                .is_some_and(|n| n.len() > LOCAL_MAX_NAME)
+        {
+            return Err(Error::invalid_location(
+                "filename",
+                "on local disk storage the last segment may be at most 250 bytes",
+            ));
+        }
         let path = self.path(key);
         // On local disk a multipart upload is a staging file written in pieces: for a body the
         // caller already holds in memory one write is faster and costs nothing extra.
