@@ -573,6 +573,10 @@ impl Inner {
             l2.delete(Kind::Metadata, key).await;
             filled = l2.take_fill(key);
         }
+        // A ticket taken while the deletes ran carries `seq` and may have read an L2 entry just
+        // before it was deleted; a fresh mark makes such a ticket too old to fill. Tickets
+        // taken after this point saw the deletes.
+        *mark = self.epochs.next();
         drop(mark);
         filled
     }

@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+const CHANGED: &str = "the file changed while it was being read";
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -182,6 +184,20 @@ impl Error {
             Error::RangeNotSatisfiable { .. } => "range_not_satisfiable",
             Error::Forbidden { .. } => "forbidden",
         }
+    }
+
+    /// The file changed between two requests of one read (a write got in between).
+    pub(crate) fn changed(key: &str) -> Self {
+        Error::StorageError {
+            key: Some(key.to_owned()),
+            reason: CHANGED.to_owned(),
+            retryable: true,
+        }
+    }
+
+    /// Whether this is [`Error::changed`]: the read can simply start over.
+    pub(crate) fn is_changed(&self) -> bool {
+        matches!(self, Error::StorageError { reason, .. } if reason == CHANGED)
     }
 
     pub(crate) fn invalid_location(field: &'static str, reason: impl Into<String>) -> Self {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use filemanager_cache::{Cache, Fill};
 use futures::StreamExt;
 
-use super::{FileManager, collect, file_info, quoted};
+use super::{FileManager, collect, file_info, quoted, reading};
 use crate::cache_io::{CachedMeta, frame, unframe};
 use crate::error::{Error, Result};
 use crate::location::Location;
@@ -60,7 +60,8 @@ impl FileManager {
 
     /// A file's description from storage.
     pub(super) async fn stored_meta(&self, location: &Location) -> Result<CachedMeta> {
-        let (info, size) = self.head_sized(&location.key()).await?;
+        let key = location.key();
+        let (info, size) = reading(|| self.head_sized(&key)).await?;
         Ok(CachedMeta {
             no_cache: info.record.no_cache,
             info: file_info(location, &info, size),

@@ -294,6 +294,15 @@ impl FileManager {
                 from_cache,
             });
         }
+        reading(|| self.download_stored(location, opts)).await
+    }
+
+    /// A download from storage, bypassing the cache.
+    async fn download_stored(
+        &self,
+        location: &Location,
+        opts: &DownloadOptions,
+    ) -> Result<Download> {
         let key = location.key();
         match opts.range {
             None => {
@@ -383,7 +392,7 @@ impl FileManager {
     /// Deletes the file at `location`; `FileNotFound` if there is none.
     pub async fn delete(&self, location: &Location) -> Result<DeleteResult> {
         let key = location.key();
-        self.inner.store.head(&key).await?;
+        reading(|| self.inner.store.head(&key)).await?;
         let deleted = self.inner.store.delete(&key).await;
         // Invalidate even if the delete failed half way: the cache must not outlive a change.
         if let Some(cache) = &self.inner.cache {
@@ -490,6 +499,23 @@ impl FileManager {
             truncated,
             next_cursor,
         })
+    }
+}
+
+/// Runs a read again when the file changed between its requests (a write got in between), so
+/// the reader gets the new version instead of an error. Bounded: a file rewritten faster than
+/// it can be read still fails after a few tries, with a retryable error.
+async fn reading<T, F, Fut>(mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match read().await {
+            Err(e) if e.is_changed() && tries < 4 => tries += 1,
+            other => return other,
+        }
     }
 }
 

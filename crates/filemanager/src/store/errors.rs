@@ -10,10 +10,16 @@ use crate::error::Error;
 
 /// Maps an object_store error that happened while working on `key`.
 pub(crate) fn map(err: object_store::Error, key: &str) -> Error {
-    if let object_store::Error::NotFound { .. } = err {
-        return Error::FileNotFound {
-            key: key.to_owned(),
-        };
+    match err {
+        object_store::Error::NotFound { .. } => {
+            return Error::FileNotFound {
+                key: key.to_owned(),
+            };
+        }
+        // Multi-request reads pin the version with If-Match; a write in between fails the
+        // precondition, and the reader starts over (see `FileManager::reading`).
+        object_store::Error::Precondition { .. } => return Error::changed(key),
+        _ => {}
     }
     tracing::warn!(key, error = %err, "storage backend error");
     let (reason, retryable) = classify(&err);

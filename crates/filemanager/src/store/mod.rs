@@ -393,6 +393,15 @@ impl Store {
                 stored_size: written.load(Ordering::Relaxed),
             }),
             Err(upload::WriteError::Body(e)) => Err(e),
+            // S3 servers may drop a multipart upload when another write of the same key
+            // completes first; that is a lost race, not a missing file.
+            Err(upload::WriteError::Store(object_store::Error::NotFound { .. })) => {
+                Err(Error::StorageUnavailable {
+                    reason: "a concurrent write to the same file interrupted this upload; \
+                             try again"
+                        .into(),
+                })
+            }
             Err(upload::WriteError::Store(e)) => Err(errors::map(e, key).during_upload(key)),
         }
     }
