@@ -563,9 +563,7 @@ impl Inner {
         *mark = seq;
         self.epochs.bump_listings(key, seq);
         for kind in [Kind::Content, Kind::Metadata] {
-            let k = L1Key::new(kind, key);
-            self.flights.forget(&k);
-            self.l1.remove(&k).await;
+            self.l1.remove(&L1Key::new(kind, key)).await;
         }
         let mut filled = None;
         if let Some(l2) = &self.l2 {
@@ -573,10 +571,13 @@ impl Inner {
             l2.delete(Kind::Metadata, key).await;
             filled = l2.take_fill(key);
         }
-        // A ticket taken while the deletes ran carries `seq` and may have read an L2 entry just
-        // before it was deleted; a fresh mark makes such a ticket too old to fill. Tickets
-        // taken after this point saw the deletes.
+        // A load that started while the deletes ran may have read an L2 entry just before it
+        // was deleted. A fresh mark makes its ticket too old to fill, and forgetting the loads
+        // in flight only now keeps later callers from joining it: they load again.
         *mark = self.epochs.next();
+        for kind in [Kind::Content, Kind::Metadata] {
+            self.flights.forget(&L1Key::new(kind, key));
+        }
         drop(mark);
         filled
     }

@@ -1,0 +1,304 @@
+//! Load driver of `bench/run.sh`.
+//!
+//! ```text
+//! fm-bench-driver gen PATH SIZE                      write SIZE bytes of the sample data to PATH
+//! fm-bench-driver presign GET|PUT KEY                a SigV4 presigned URL of KEY in $APP_BUCKET
+//! fm-bench-driver get URL [opts]                     timed sequential GETs (body streamed, discarded)
+//! fm-bench-driver put URL --size N [opts]            timed sequential PUTs of N sample bytes
+//! fm-bench-driver s3put KEY --size N [--unsigned] [--count N] [--label L] [--out F]
+//!                                                    timed object_store multipart uploads to
+//!                                                    $APP_BUCKET, 8 MiB parts, 2 in flight (as
+//!                                                    FileManager does), payload signed or not
+//!
+//! opts: --count N (timed requests, default 1)   --warmup N (untimed first, default 0)
+//!       -H 'Name: value' (repeatable)           --expect 'name: value' (response header check)
+//!       --label TEXT                            --out FILE (append the JSON line, else stdout)
+//!       --fresh (a new connection for every request instead of one keep-alive connection)
+//! ```
+//!
+//! Both sides of every comparison use the same client (reqwest/hyper, HTTP/1.1, keep-alive,
+//! one connection, plain HTTP on loopback): object_store is used only to sign the raw S3 URL.
+//! Each run prints one JSON line: `{"label", "kind", "count", "bytes", "secs": [...]}` where
+//! `bytes` is the body size of one request and `secs` the time of each timed request, from
+//! sending it to the last byte of the answer.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path;
+use object_store::signer::Signer;
+
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    // reqwest is built without a bundled TLS provider (only plain HTTP is used here, but the
+    // client builder wants a provider installed).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("fm-bench-driver: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Vec<String>) -> Res<()> {
+    let Some((cmd, rest)) = args.split_first() else {
+        return Err("usage: fm-bench-driver gen|presign|get|put ...".into());
+    };
+    match cmd.as_str() {
+        "gen" => {
+            let [path, size] = rest else {
+                return Err("usage: gen PATH SIZE".into());
+            };
+            let size: usize = size.parse().map_err(|_| "SIZE must be a number")?;
+            std::fs::write(path, sample(size)).map_err(|e| format!("{path}: {e}"))
+        }
+        "presign" => {
+            let [method, key] = rest else {
+                return Err("usage: presign GET|PUT KEY".into());
+            };
+            println!("{}", presign(method, key).await?);
+            Ok(())
+        }
+        "get" | "put" => transfer(cmd, Opts::parse(rest)?).await,
+        "s3put" => s3put(Opts::parse(rest)?).await,
+        other => Err(format!("unknown command {other:?}")),
+    }
+}
+
+/// Deterministic sample content: alternating runs (0.5–8 KiB) of word-like text and of
+/// pseudo-random bytes, so zstd gets roughly 2:1 and has to work through both kinds.
+fn sample(size: usize) -> Vec<u8> {
+    const WORDS: [&[u8]; 10] = [
+        b"the ", b"file ", b"upload ", b"domain ", b"user ", b"cache ", b"store ", b"bucket ",
+        b"photo.jpg ", b"\n",
+    ];
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let mut out = Vec::with_capacity(size + 16);
+    let mut text = true;
+    while out.len() < size {
+        let end = out.len() + 512 + (next() % 7680) as usize;
+        while out.len() < end {
+            if text {
+                out.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize]);
+            } else {
+                out.extend_from_slice(&next().to_le_bytes());
+            }
+        }
+        text = !text;
+    }
+    out.truncate(size);
+    out
+}
+
+fn env(name: &str) -> Res<String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
+
+fn s3_store(unsigned: bool) -> Res<object_store::aws::AmazonS3> {
+    let endpoint = env("S3_URL")?;
+    AmazonS3Builder::new()
+        .with_unsigned_payload(unsigned)
+        .with_bucket_name(env("APP_BUCKET")?)
+        .with_endpoint(&endpoint)
+        .with_allow_http(endpoint.starts_with("http://"))
+        .with_region(env("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
+        .with_access_key_id(env("AWS_ACCESS_KEY_ID")?)
+        .with_secret_access_key(env("AWS_SECRET_ACCESS_KEY")?)
+        .build()
+        .map_err(|e| format!("S3 configuration: {e}"))
+}
+
+async fn presign(method: &str, key: &str) -> Res<String> {
+    let method = match method {
+        "GET" => object_store::signer::Method::GET,
+        "PUT" => object_store::signer::Method::PUT,
+        other => return Err(format!("method {other:?}: GET or PUT")),
+    };
+    let s3 = s3_store(true)?;
+    let path = Path::parse(key).map_err(|e| format!("key: {e}"))?;
+    let url = s3
+        .signed_url(method, &path, Duration::from_secs(6 * 3600))
+        .await
+        .map_err(|e| format!("presign: {e}"))?;
+    Ok(url.to_string())
+}
+
+struct Opts {
+    url: String,
+    count: usize,
+    warmup: usize,
+    size: usize,
+    headers: Vec<(String, String)>,
+    expect: Option<(String, String)>,
+    label: String,
+    out: Option<String>,
+    fresh: bool,
+    unsigned: bool,
+}
+
+fn split_header(h: &str) -> Res<(String, String)> {
+    let (k, v) = h
+        .split_once(':')
+        .ok_or_else(|| format!("header {h:?}: expected 'Name: value'"))?;
+    Ok((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Res<Self> {
+        let mut o = Opts {
+            url: String::new(),
+            count: 1,
+            warmup: 0,
+            size: 0,
+            headers: Vec::new(),
+            expect: None,
+            label: String::new(),
+            out: None,
+            fresh: false,
+            unsigned: false,
+        };
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+            match a.as_str() {
+                "--count" => o.count = val()?.parse().map_err(|_| "--count: a number")?,
+                "--warmup" => o.warmup = val()?.parse().map_err(|_| "--warmup: a number")?,
+                "--size" => o.size = val()?.parse().map_err(|_| "--size: a number")?,
+                "-H" => o.headers.push(split_header(&val()?)?),
+                "--expect" => o.expect = Some(split_header(&val()?)?),
+                "--label" => o.label = val()?,
+                "--out" => o.out = Some(val()?),
+                "--fresh" => o.fresh = true,
+                "--unsigned" => o.unsigned = true,
+                url if !url.starts_with('-') && o.url.is_empty() => o.url = url.to_owned(),
+                other => return Err(format!("unexpected argument {other:?}")),
+            }
+        }
+        if o.url.is_empty() {
+            return Err("no URL".into());
+        }
+        Ok(o)
+    }
+}
+
+async fn transfer(kind: &str, o: Opts) -> Res<()> {
+    let mut builder = reqwest::Client::builder();
+    if o.fresh {
+        builder = builder.pool_max_idle_per_host(0);
+    }
+    let client = builder
+        .no_proxy()
+        .http1_only()
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("client: {e}"))?;
+    let body = (kind == "put").then(|| Bytes::from(sample(o.size)));
+    let o = Arc::new(o);
+    let mut secs = Vec::with_capacity(o.count);
+    let mut bytes = 0u64;
+    for i in 0..o.warmup + o.count {
+        let mut req = match &body {
+            Some(b) => client
+                .put(&o.url)
+                .header("content-length", b.len())
+                .body(b.clone()),
+            None => client.get(&o.url),
+        };
+        for (k, v) in &o.headers {
+            req = req.header(k.as_str(), v.as_str());
+        }
+        let t0 = Instant::now();
+        let resp = req.send().await.map_err(|e| format!("request: {e}"))?;
+        let status = resp.status();
+        let expect_failed = o.expect.as_ref().and_then(|(k, v)| {
+            let got = resp.headers().get(k.as_str()).and_then(|h| h.to_str().ok());
+            (got != Some(v.as_str())).then(|| format!("{k}: expected {v:?}, got {got:?}"))
+        });
+        let mut n = 0u64;
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            n += chunk.map_err(|e| format!("body: {e}"))?.len() as u64;
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        if !status.is_success() {
+            return Err(format!("{} {}: status {status}", kind.to_uppercase(), o.label));
+        }
+        if let Some(msg) = expect_failed {
+            return Err(format!("{}: {msg}", o.label));
+        }
+        if i >= o.warmup {
+            secs.push(dt);
+            bytes = match &body {
+                Some(b) => b.len() as u64,
+                None => n,
+            };
+        }
+    }
+    emit(&o, kind, bytes, &secs)
+}
+
+fn emit(o: &Opts, kind: &str, bytes: u64, secs: &[f64]) -> Res<()> {
+    let list: Vec<String> = secs.iter().map(|s| format!("{s:.6}")).collect();
+    let line = format!(
+        "{{\"label\":\"{}\",\"kind\":\"{kind}\",\"count\":{},\"bytes\":{bytes},\"secs\":[{}]}}\n",
+        o.label.replace(['"', '\\'], "_"),
+        secs.len(),
+        list.join(",")
+    );
+    match &o.out {
+        Some(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| format!("{path}: {e}"))?,
+        None => print!("{line}"),
+    }
+    Ok(())
+}
+
+/// Multipart upload through object_store, shaped like FileManager's own (8 MiB parts, two in
+/// flight), to separate the cost of the S3 client from the cost of FileManager.
+async fn s3put(o: Opts) -> Res<()> {
+    use object_store::{ObjectStoreExt, WriteMultipart};
+    let store = s3_store(o.unsigned)?;
+    let path = Path::parse(&o.url).map_err(|e| format!("key: {e}"))?;
+    let data = Bytes::from(sample(o.size));
+    let mut secs = Vec::new();
+    for _ in 0..o.count {
+        let t0 = Instant::now();
+        let upload = store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| format!("start: {e}"))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+        for piece in data.chunks(1 << 20) {
+            w.wait_for_capacity(2)
+                .await
+                .map_err(|e| format!("part: {e}"))?;
+            w.put(data.slice_ref(piece));
+        }
+        w.finish().await.map_err(|e| format!("finish: {e}"))?;
+        secs.push(t0.elapsed().as_secs_f64());
+    }
+    emit(&o, "put", data.len() as u64, &secs)
+}
