@@ -43,7 +43,12 @@ scripts/garage.sh start "$state/garage"
 source "$state/garage/env"
 
 say "tests"
-cargo test --workspace --locked "${extra[@]}"
+cargo test --workspace --locked "${extra[@]}" 2>&1 | tee "$state/cargo-test.log"
 
 say "HTTP API fuzzing against /openapi.json (schemathesis)"
 FM_FUZZ_SECONDS=${FM_FUZZ_SECONDS:-60} scripts/schemathesis.sh
+
+# One closing line for whoever reads the end of this log: the totals of every cargo test
+# binary above.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "summary: %d passed, %d failed\n", p, f }' \
+  "$state/cargo-test.log"
