@@ -17,23 +17,13 @@
 # three S3 endpoints, comma separated) and FM_GARAGE_NODES=3. Ports are picked free at start.
 set -euo pipefail
 
-GARAGE_VERSION=2.5.0
+# shellcheck source=garage-common.sh
+source "$(dirname "$0")/garage-common.sh"
 NODES=3
 cmd=${1:-}
 dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop|kill|revive|health|wait-healthy DIR [N]" >&2; exit 2; }
 
-ensure_garage() {
-  if command -v garage >/dev/null 2>&1; then return; fi
-  if [ -x "$HOME/.cargo/bin/garage" ]; then export PATH="$HOME/.cargo/bin:$PATH"; return; fi
-  echo "garage-cluster.sh: installing Garage $GARAGE_VERSION with cargo (first time only, ~16 min)..." >&2
-  cargo install garage --locked --version "$GARAGE_VERSION" >&2
-  export PATH="$HOME/.cargo/bin:$PATH"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 node_dir() { echo "$dir/node$1"; }
 g() { local n=$1; shift; garage -c "$(node_dir "$n")/garage.toml" "$@"; }

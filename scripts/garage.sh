@@ -9,22 +9,12 @@
 # reused afterwards. Ports are picked free at start, so several runs can coexist.
 set -euo pipefail
 
-GARAGE_VERSION=2.5.0
+# shellcheck source=garage-common.sh
+source "$(dirname "$0")/garage-common.sh"
 cmd=${1:-}
 dir=${2:-}
 [ -n "$cmd" ] && [ -n "$dir" ] || { echo "usage: $0 start|stop DIR" >&2; exit 2; }
 
-ensure_garage() {
-  if command -v garage >/dev/null 2>&1; then return; fi
-  if [ -x "$HOME/.cargo/bin/garage" ]; then export PATH="$HOME/.cargo/bin:$PATH"; return; fi
-  echo "garage.sh: installing Garage $GARAGE_VERSION with cargo (first time only, ~16 min)..." >&2
-  cargo install garage --locked --version "$GARAGE_VERSION" >&2
-  export PATH="$HOME/.cargo/bin:$PATH"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 start() {
   ensure_garage
