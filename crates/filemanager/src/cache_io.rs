@@ -17,6 +17,14 @@ use crate::error::{Error, Result};
 use crate::store::S3Config;
 use crate::types::FileInfo;
 
+/// Room for a file's description and encoding overhead in a cache entry, beyond the file.
+const ENTRY_HEADROOM: u64 = 16 * 1024;
+
+/// The largest file whose content the cache takes.
+pub(crate) fn file_limit(cache: &Cache) -> u64 {
+    cache.config().max_item_bytes.saturating_sub(ENTRY_HEADROOM)
+}
+
 /// Where the second cache tier lives.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -103,7 +111,12 @@ impl CacheSetup {
     }
 
     /// Builds the cache. With an invalidation URL this must run inside a Tokio runtime.
-    pub(crate) fn open(self) -> Result<Cache> {
+    ///
+    /// `max_item_bytes` is a limit on *files*; an entry also holds the file's description (and
+    /// on L2 the encoding's few hundred bytes per MiB), so the cache itself is given that much
+    /// room more: a file of exactly the limit is cached.
+    pub(crate) fn open(mut self) -> Result<Cache> {
+        self.config.max_item_bytes = self.config.max_item_bytes.saturating_add(ENTRY_HEADROOM);
         let l2: Option<Arc<dyn L2Store>> = match self.tier2 {
             CacheTier2::Off => None,
             CacheTier2::Disk { dir, max_bytes } => {

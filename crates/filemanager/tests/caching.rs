@@ -161,6 +161,15 @@ async fn switches_and_limits() {
             (Bytes::from_static(b"p"), false)
         );
     }
+    // Exactly the item limit: cached (the entry's description does not count against it).
+    fm.upload(
+        &at(d, "edge"),
+        pseudo_random(9, 10_000),
+        &UploadOptions::default(),
+    )
+    .await
+    .unwrap();
+    assert!(read(&fm, &at(d, "edge")).await.1);
     // Larger than the item limit: streamed from storage every time.
     fm.upload(
         &at(d, "big"),

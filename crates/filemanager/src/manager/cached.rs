@@ -32,7 +32,7 @@ impl FileManager {
         file: &FileInfo,
         plain: Bytes,
     ) {
-        if plain.len() as u64 > cache.config().max_item_bytes {
+        if plain.len() as u64 > crate::cache_io::file_limit(cache) {
             return;
         }
         let key = location.key();
@@ -97,7 +97,7 @@ impl FileManager {
         location: &Location,
     ) -> Result<Option<(CachedMeta, Bytes, bool)>> {
         let key = location.key();
-        let limit = cache.config().max_item_bytes;
+        let limit = crate::cache_io::file_limit(cache);
         let loaded = cache
             .get_or_load_content(&key, |l2| async move {
                 let key = location.key();

@@ -221,7 +221,7 @@ impl FileManager {
         // A streamed body small enough for the cache is kept as it passes, so that it can be
         // cached like a body given in memory; past the cache's item limit the copy is dropped.
         let copy_limit = match (&self.inner.cache, &in_memory) {
-            (Some(cache), None) if opts.cache_content => cache.config().max_item_bytes,
+            (Some(cache), None) if opts.cache_content => crate::cache_io::file_limit(cache),
             _ => 0,
         };
         let copy = Arc::new(std::sync::Mutex::new(Some(Vec::new())));
