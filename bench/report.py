@@ -164,9 +164,7 @@ w(f"- **Pinning**: request-rate tests (groups 1–2): the server under test (Fil
   f"mask, so one worker each — and wrk (`-t1 -c{meta.get('connections', 64)} -d{meta.get('wrk_duration_s', '?')}s`) on core 1. "
   "Transfers through Garage (groups 3–5) are unpinned: client, service and Garage share both cores "
   "(for the rclone 64 MiB side, rclone is given both cores too).")
-w("- **Cache item limit**: the FileManager instance of groups 1–2 runs with `CACHE_MAX_ITEM_BYTES=2097152`: "
-  "with the default (1 MiB) a file of exactly 1 MiB is never cached, because the cache entry "
-  "(JSON description + content) is a few hundred bytes over the limit (finding in the final notes).")
+w("- **Cache settings**: defaults (`CACHE_MAX_ITEM_BYTES` 1 MiB, so the 1 MiB file of group 2 is at the limit).")
 loads = [(k.split("/", 1)[1], v) for k, v in meta.items() if k.startswith("loadavg/")]
 if loads:
     w("- **Other load on the machine** (`/proc/loadavg` 1/5/15 min, at the start of each group; "
@@ -179,7 +177,7 @@ w("")
 w("## Results against the targets\n")
 w("| pair | what | A | B | ratio A/B | target | met? |")
 w("|---|---|---|---|---|---|---|")
-for r in rows:
+for r in sorted(rows, key=lambda r: r[0]):  # stable: pairs in order, rows as added
     w("| " + " | ".join(r) + " |")
 w("")
 
