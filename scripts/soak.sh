@@ -13,8 +13,8 @@
 # FM_SCALE_L2 (disk | off | bucket: the second cache tier), FM_SOAK_PROFILE (release | debug).
 #
 # It starts a single-node Garage for the single-instance test when no S3 is configured (the
-# scale-out test starts its own 3-node cluster and redis-server), runs every test including the
-# ones marked #[ignore] for known bugs, prints each test's report (request counts, mismatches,
+# scale-out test starts its own 3-node cluster and redis-server), runs every test (including
+# any marked #[ignore]), prints each test's report (request counts, mismatches,
 # 5xx, failures by phase and class, latency percentiles, peak RSS), and stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -96,7 +96,6 @@ fn report(name: &str, w: &Workload, elapsed: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open: on Garage, an upload over 8 MiB (multipart) racing another write of the same key fails with 503 storage_unavailable (Garage drops the superseded multipart upload); the workload counts it as a failure"]
 async fn mixed_workload_single_node() {
     let _serial = SERIAL.lock().await;
     reset_peak_rss();
@@ -155,7 +154,6 @@ async fn mixed_workload_single_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "open: on Garage, an upload over 8 MiB (multipart) racing another write of the same key fails with 503 storage_unavailable (Garage drops the superseded multipart upload); the workload counts it as a failure"]
 async fn scale_out_node_kill() {
     let _serial = SERIAL.lock().await;
     reset_peak_rss();

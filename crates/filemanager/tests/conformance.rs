@@ -473,6 +473,45 @@ mod behaviours {
         assert_eq!(meta.size, got.len() as u64);
     }
 
+    pub async fn multipart_upload_racing_a_newer_write_succeeds(cx: &Ctx) {
+        // A streamed upload sends 10 MiB (its multipart upload has begun by the time the
+        // stream is asked for more), then waits while a small write of the same file
+        // completes, then finishes. Garage drops the older multipart upload when the newer
+        // write completes; both writes must still succeed, and the file must hold one whole
+        // version: the newer one where the backend orders by start (S3), the one that
+        // completed last elsewhere.
+        let big = pseudo_random(7, 11 * 1024 * 1024);
+        let small = pseudo_random(8, 1000);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+        let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+        let head = chunked(big[..10 * 1024 * 1024].to_vec(), 256 * 1024);
+        let pause = futures::stream::once(async move {
+            let _ = started_tx.send(());
+            let _ = go_rx.await;
+            Ok(Bytes::new())
+        });
+        let tail = chunked(big[10 * 1024 * 1024..].to_vec(), 256 * 1024);
+        let body = Body::from_stream(head.chain(pause).chain(tail));
+        let racing = cx.upload_with("race", body, cx.opts());
+        let newer = async {
+            started_rx.await.expect("the big upload reached its pause");
+            cx.upload_app("race", Bytes::from(small.clone()))
+                .await
+                .expect("the small write");
+            go_tx.send(()).expect("the big upload waits");
+        };
+        let (big_result, ()) = tokio::join!(racing, newer);
+        let done = big_result.expect("an upload superseded by a newer write still succeeds");
+        assert_eq!(done.file.size, big.len() as u64);
+        let got = cx.download_app("race").await.unwrap();
+        match cx.backend {
+            Backend::S3 => assert!(got[..] == small[..], "the newer write wins on S3"),
+            _ => assert!(got[..] == big[..], "the write that completed last wins"),
+        }
+        let meta = cx.meta_app("race").await.unwrap().unwrap();
+        assert_eq!(meta.size, got.len() as u64);
+    }
+
     pub async fn failed_streaming_upload_stores_nothing(cx: &Ctx) {
         // Fails after 9 MiB, i.e. after a multipart upload has begun.
         let stream = chunked(pseudo_random(4, 9 * 1024 * 1024), 256 * 1024).chain(
@@ -695,6 +734,7 @@ suite!(
     long_names,
     invalid_locations_never_reach_storage,
     concurrent_writers_leave_one_complete_version,
+    multipart_upload_racing_a_newer_write_succeeds,
     failed_streaming_upload_stores_nothing,
     cancelled_streaming_upload_stores_nothing,
     size_limits_store_nothing,

@@ -253,7 +253,8 @@ impl FileManager {
             .store
             .put(&key, &record, stored, body.in_memory)
             .await?;
-        let no_cache = record.no_cache;
+        // A superseded upload's bytes are not what the key holds: never cache them.
+        let no_cache = record.no_cache || written.superseded;
         let info = ObjectInfo::written(record, written, now());
         let file = file_info(location, &info, plain_len.load(Ordering::Relaxed));
         if let Some(cache) = &self.inner.cache {
@@ -278,7 +279,8 @@ impl FileManager {
     /// bytes (all of them, or `opts.range`).
     pub async fn download(&self, location: &Location, opts: &DownloadOptions) -> Result<Download> {
         if let Some(cache) = self.cache_unless(opts.bypass_cache)
-            && let Some((meta, plain, from_cache)) = self.cached_content(cache, location).await?
+            && let Some((meta, plain, from_cache)) =
+                reading(|| self.cached_content(cache, location)).await?
         {
             let (body, range) = match opts.range {
                 None => (plain, None),
@@ -503,17 +505,31 @@ impl FileManager {
 }
 
 /// Runs a read again when the file changed between its requests (a write got in between), so
-/// the reader gets the new version instead of an error. Bounded: a file rewritten faster than
-/// it can be read still fails after a few tries, with a retryable error.
+/// the reader gets the new version instead of an error. The tries back off (5 ms doubling to
+/// 160 ms, with jitter) so that a burst of writes to one file can pass. Bounded: a file
+/// rewritten faster than it can be read still fails, with a retryable 503-class error.
 async fn reading<T, F, Fut>(mut read: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    const TRIES: u32 = 7;
     let mut tries = 0;
     loop {
         match read().await {
-            Err(e) if e.is_changed() && tries < 4 => tries += 1,
+            Err(e) if e.is_changed() => {
+                tries += 1;
+                if tries == TRIES {
+                    return Err(Error::StorageUnavailable {
+                        reason: "the file kept changing while it was being read; try again".into(),
+                    });
+                }
+                let base = 5u64 << (tries - 1);
+                // Jitter from the clock's low bits: readers that collided should not retry in
+                // step. No randomness source is needed for that.
+                let jitter = u64::from(Utc::now().timestamp_subsec_nanos()) % (base / 2 + 1);
+                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+            }
             other => return other,
         }
     }

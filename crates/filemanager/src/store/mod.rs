@@ -105,6 +105,9 @@ impl ObjectInfo {
 pub(crate) struct Written {
     pub etag: Option<String>,
     pub stored_size: u64,
+    /// A newer write of the same key completed while this one was in flight, and the backend
+    /// dropped this one: the object holds the newer version (see `docs/storage.md`).
+    pub superseded: bool,
 }
 
 /// A byte stream from storage.
@@ -391,16 +394,36 @@ impl Store {
             Ok(done) => Ok(Written {
                 etag: done.e_tag,
                 stored_size: written.load(Ordering::Relaxed),
+                superseded: false,
             }),
             Err(upload::WriteError::Body(e)) => Err(e),
-            // S3 servers may drop a multipart upload when another write of the same key
-            // completes first; that is a lost race, not a missing file.
-            Err(upload::WriteError::Store(object_store::Error::NotFound { .. })) => {
-                Err(Error::StorageUnavailable {
-                    reason: "a concurrent write to the same file interrupted this upload; \
-                             try again"
-                        .into(),
-                })
+            Err(upload::WriteError::Multipart { error, before }) => {
+                // If another write of the key completed while this upload was in flight, the
+                // two overlapped, and ordering this one first is a valid history: it is
+                // reported done and simply superseded (its bytes are not what the key holds).
+                // That is what happens when Garage drops an upload overtaken by a newer write.
+                // Otherwise the failure is the backend's, and nothing was stored.
+                match upload::current_etag(self.inner.as_ref(), &path).await {
+                    Ok(now) if now != before => {
+                        tracing::info!(
+                            key,
+                            "upload superseded by a concurrent write of the same file"
+                        );
+                        Ok(Written {
+                            etag: None,
+                            stored_size: written.load(Ordering::Relaxed),
+                            superseded: true,
+                        })
+                    }
+                    _ => Err(match error {
+                        object_store::Error::NotFound { .. } => Error::StorageUnavailable {
+                            reason: "the storage dropped this upload before it completed; \
+                                     try again"
+                                .into(),
+                        },
+                        e => errors::map(e, key).during_upload(key),
+                    }),
+                }
             }
             Err(upload::WriteError::Store(e)) => Err(errors::map(e, key).during_upload(key)),
         }

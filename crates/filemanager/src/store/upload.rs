@@ -13,7 +13,8 @@ use futures::StreamExt;
 use futures::stream::{BoxStream, FuturesUnordered};
 use object_store::path::Path;
 use object_store::{
-    MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+    MultipartUpload, ObjectStore, ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult,
 };
 use tokio::task::JoinHandle;
 
@@ -28,6 +29,15 @@ pub(crate) const MAX_PARTS_IN_FLIGHT: usize = 2;
 pub(crate) enum WriteError {
     Body(Error),
     Store(object_store::Error),
+    /// A multipart upload failed after it began. Garage, for one, drops an upload in progress
+    /// when a newer write of the same key completes (the next part or the completion then
+    /// fails with `NoSuchUpload`, or the connection is cut mid-part). `before` is the object's
+    /// ETag when the upload began (`None`: no object), so the caller can tell whether another
+    /// write of the key completed meanwhile.
+    Multipart {
+        error: object_store::Error,
+        before: Option<String>,
+    },
 }
 
 /// Writes `prefix` followed by `body` to `path`, atomically. With `single_put` the body is
@@ -48,12 +58,20 @@ pub(crate) async fn write_stream(
     }
     let mut multipart: Option<Multipart> = None;
     let mut opts = Some(opts);
+    // What the key held when the multipart upload began; see `WriteError::Gone`.
+    let mut before: Option<Option<String>> = None;
+    let gone =
+        |error: object_store::Error, before: &Option<Option<String>>| WriteError::Multipart {
+            error,
+            before: before.clone().flatten(),
+        };
 
     while let Some(chunk) = body.next().await {
         pending.push(chunk.map_err(WriteError::Body)?);
         while pending.len >= part_size {
             let part = pending.take(part_size);
             if multipart.is_none() {
+                before = Some(current_etag(store, path).await.map_err(WriteError::Store)?);
                 let put = opts.take().expect("options are used once");
                 let opts = PutMultipartOptions {
                     tags: put.tags,
@@ -67,7 +85,7 @@ pub(crate) async fn write_stream(
                 multipart = Some(Multipart::new(upload));
             }
             let mp = multipart.as_mut().expect("started above");
-            mp.send(part).await.map_err(WriteError::Store)?;
+            mp.send(part).await.map_err(|e| gone(e, &before))?;
         }
     }
 
@@ -79,10 +97,22 @@ pub(crate) async fn write_stream(
             .map_err(WriteError::Store),
         Some(mut mp) => {
             if rest.content_length() > 0 {
-                mp.send(rest).await.map_err(WriteError::Store)?;
+                mp.send(rest).await.map_err(|e| gone(e, &before))?;
             }
-            mp.complete().await.map_err(WriteError::Store)
+            mp.complete().await.map_err(|e| gone(e, &before))
         }
+    }
+}
+
+/// The ETag of the object at `path`, `None` when there is none.
+pub(crate) async fn current_etag(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> object_store::Result<Option<String>> {
+    match store.head(path).await {
+        Ok(meta) => Ok(Some(meta.e_tag.unwrap_or_default())),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
