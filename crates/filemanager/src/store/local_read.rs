@@ -6,6 +6,8 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -60,6 +62,56 @@ pub(crate) async fn read_all(got: GetResult, key: &str) -> Result<Bytes, Error> 
             }
             Ok(Bytes::from(buf))
         }
+    }
+}
+
+/// The open file of a local get, or `None` for a backend that streams.
+pub(crate) fn into_file(got: GetResult) -> Option<Arc<std::fs::File>> {
+    match got.payload {
+        GetResultPayload::File(file, _) => Some(Arc::new(file)),
+        GetResultPayload::Stream(_) => None,
+    }
+}
+
+/// Bytes `range` of an open file, in one blocking positional read.
+pub(crate) async fn read_at(
+    file: &Arc<std::fs::File>,
+    range: Range<u64>,
+    key: &str,
+) -> Result<Bytes, Error> {
+    let file = file.clone();
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+        let mut buf = vec![0u8; (range.end - range.start) as usize];
+        file.read_exact_at(&mut buf, range.start)?;
+        Ok(buf)
+    })
+    .await;
+    match read {
+        Ok(Ok(buf)) => Ok(Bytes::from(buf)),
+        Ok(Err(e)) => Err(read_error(key, &e)),
+        Err(_) => Err(cancelled(key)),
+    }
+}
+
+/// Bytes `range` of an open file shared with others, as a stream of [`READ_SIZE`] pieces.
+/// Positional reads leave the file's offset alone, so any number of streams may share it.
+pub(crate) fn pinned_stream(file: Arc<std::fs::File>, range: Range<u64>, key: &str) -> ByteStream {
+    let state = (file, range.start, range.end, key.to_owned());
+    futures::stream::try_unfold(state, |(file, pos, end, key)| async move {
+        if pos >= end {
+            return Ok(None);
+        }
+        let want = (end - pos).min(READ_SIZE);
+        let buf = read_at(&file, pos..pos + want, &key).await?;
+        Ok(Some((buf, (file, pos + want, end, key))))
+    })
+    .boxed()
+}
+
+fn cancelled(key: &str) -> Error {
+    Error::FileDownloadError {
+        key: key.to_owned(),
+        reason: "the read was cancelled".into(),
     }
 }
 

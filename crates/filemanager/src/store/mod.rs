@@ -73,6 +73,10 @@ pub(crate) struct ObjectInfo {
     pub last_modified: DateTime<Utc>,
     /// Where the body starts in the backend object (the envelope's length, or 0).
     body_offset: u64,
+    /// On local disk, the open file this description was read from. Later reads of the same
+    /// version (ranges, the codec's header and index) read from it, so a file replaced in
+    /// between (renamed over) cannot make them fail or mix versions: no `If-Match` needed.
+    pinned: Option<Arc<std::fs::File>>,
 }
 
 impl ObjectInfo {
@@ -85,6 +89,7 @@ impl ObjectInfo {
             etag: meta.e_tag,
             last_modified: meta.last_modified,
             body_offset: body_offset as u64,
+            pinned: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl ObjectInfo {
             etag: written.etag,
             last_modified: at,
             body_offset: 0,
+            pinned: None,
         }
     }
 }
@@ -234,6 +240,31 @@ impl Store {
                 .map_err(|e| errors::map(e, key))?;
             let record = record::from_attributes(&got.attributes).map_err(|r| integrity(key, r))?;
             Ok(ObjectInfo::new(record, got.meta, 0))
+        } else if self.name == "local" {
+            // One open pins the version: the envelope and every later read of this
+            // description come from the same file, whatever is renamed over it meanwhile.
+            let got = self
+                .inner
+                .get_opts(&path, GetOptions::default())
+                .await
+                .map_err(|e| errors::map(e, key))?;
+            let meta = got.meta.clone();
+            let Some(file) = local_read::into_file(got) else {
+                return Err(integrity(key, "local storage returned no file"));
+            };
+            let want = (meta.size as usize).min(record::ENVELOPE_MAX) as u64;
+            if want == 0 {
+                return Err(integrity(key, "empty object without an envelope"));
+            }
+            let head = local_read::read_at(&file, 0..want, key).await?;
+            match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
+                EnvelopeParse::Done(record, len) => {
+                    let mut info = ObjectInfo::new(record, meta, len);
+                    info.pinned = Some(file);
+                    Ok(info)
+                }
+                EnvelopeParse::NeedMore => Err(integrity(key, "truncated envelope")),
+            }
         } else {
             let meta = self
                 .inner
@@ -331,6 +362,10 @@ impl Store {
     ) -> Result<ByteStream> {
         debug_assert!(range.start < range.end && range.end <= info.stored_size);
         let off = info.body_offset;
+        if let Some(file) = &info.pinned {
+            let at = range.start + off..range.end + off;
+            return Ok(local_read::pinned_stream(file.clone(), at, key));
+        }
         let got = self
             .inner
             .get_opts(
