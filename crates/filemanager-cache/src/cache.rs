@@ -177,6 +177,15 @@ impl Cache {
         }
     }
 
+    /// Whether `ticket`'s key may have been invalidated since the ticket was taken, on this
+    /// instance or by a peer through the bus. Keys share their marks in stripes, so `true` may
+    /// also mean that a neighbouring key changed; `false` is exact.
+    pub async fn invalidated_since(&self, ticket: &Ticket) -> bool {
+        let e = &self.inner.epochs;
+        let mark = *e.stripe(&ticket.key).lock().await;
+        mark > ticket.seq || e.cleared_at() > ticket.seq
+    }
+
     // ----- content -----
 
     /// L1 lookup of content (the plaintext form).

@@ -255,6 +255,20 @@ async fn a_fill_with_a_ticket_older_than_the_invalidation_is_dropped() {
     assert_eq!(c.get_content(key).await, Some(b("new")));
 }
 
+#[tokio::test]
+async fn invalidated_since_tells_whether_the_key_changed_after_a_ticket() {
+    let c = cache();
+    let key = "d/app/x";
+    let ticket = c.ticket(key);
+    assert!(!c.invalidated_since(&ticket).await);
+    c.invalidate(key).await;
+    assert!(c.invalidated_since(&ticket).await);
+    let later = c.ticket(key);
+    assert!(!c.invalidated_since(&later).await);
+    c.clear().await;
+    assert!(c.invalidated_since(&later).await);
+}
+
 /// The classic race, made deterministic with channels: a reader misses,
 /// reads the OLD value from storage, a writer replaces it and invalidates,
 /// then the reader tries to fill. The fill must be dropped.

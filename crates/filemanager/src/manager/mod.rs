@@ -20,7 +20,7 @@ use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
 use crate::meta::{Encoding, ObjectRecord, normalize_metadata, validate_content_type};
 use crate::presign::{PresignConfig, Presigner};
 use crate::scoped::Scoped;
-use crate::store::{Capabilities, ObjectInfo, StorageConfig, Store};
+use crate::store::{Capabilities, ObjectInfo, StorageConfig, Store, WriteOutcome};
 use crate::types::*;
 
 mod cached;
@@ -248,13 +248,31 @@ impl FileManager {
             .inner
             .codec
             .encode(&key, encoding, body.len, plaintext)?;
-        let written = self
+        // Taken before the write: the cache then tells whether any write of this key was
+        // seen (here or through the bus) while ours was in flight.
+        let before_write = self.inner.cache.as_ref().map(|c| c.ticket(&key));
+        let mut written = self
             .inner
             .store
             .put(&key, &record, stored, body.in_memory)
             .await?;
+        if written.outcome == WriteOutcome::Dropped {
+            // The backend dropped the upload and storage shows no newer version, but one may
+            // have come and gone (written, then deleted). A write or delete of the key seen
+            // meanwhile explains the drop; nothing else does, and then the upload failed.
+            let seen = match (&self.inner.cache, &before_write) {
+                (Some(cache), Some(ticket)) => cache.invalidated_since(ticket).await,
+                _ => false,
+            };
+            if !seen {
+                return Err(Error::StorageUnavailable {
+                    reason: "the storage dropped this upload before it completed; try again".into(),
+                });
+            }
+            written.outcome = WriteOutcome::Superseded;
+        }
         // A superseded upload's bytes are not what the key holds: never cache them.
-        let no_cache = record.no_cache || written.superseded;
+        let no_cache = record.no_cache || written.outcome != WriteOutcome::Stored;
         let info = ObjectInfo::written(record, written, now());
         let file = file_info(location, &info, plain_len.load(Ordering::Relaxed));
         if let Some(cache) = &self.inner.cache {

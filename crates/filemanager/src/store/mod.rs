@@ -111,9 +111,22 @@ impl ObjectInfo {
 pub(crate) struct Written {
     pub etag: Option<String>,
     pub stored_size: u64,
+    /// Whether the bytes were stored (see [`WriteOutcome`]).
+    pub outcome: WriteOutcome,
+}
+
+/// What became of a write that did not fail outright.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WriteOutcome {
+    /// The object holds these bytes.
+    Stored,
     /// A newer write of the same key completed while this one was in flight, and the backend
     /// dropped this one: the object holds the newer version (see `docs/storage.md`).
-    pub superseded: bool,
+    Superseded,
+    /// The backend dropped the upload (`NoSuchUpload`) and storage shows no newer write: one
+    /// may have come and gone (a write, then a delete). The caller decides with what it
+    /// knows of writes in between, and otherwise fails.
+    Dropped,
 }
 
 /// A byte stream from storage.
@@ -449,7 +462,7 @@ impl Store {
             Ok(done) => Ok(Written {
                 etag: done.e_tag,
                 stored_size: written.load(Ordering::Relaxed),
-                superseded: false,
+                outcome: WriteOutcome::Stored,
             }),
             Err(upload::WriteError::Body(e)) => Err(e),
             Err(upload::WriteError::Multipart { error, before }) => {
@@ -457,28 +470,25 @@ impl Store {
                 // two overlapped, and ordering this one first is a valid history: it is
                 // reported done and simply superseded (its bytes are not what the key holds).
                 // That is what happens when Garage drops an upload overtaken by a newer write.
-                // Otherwise the failure is the backend's, and nothing was stored.
-                match upload::current_etag(self.inner.as_ref(), &path).await {
-                    Ok(now) if now != before => {
-                        tracing::info!(
-                            key,
-                            "upload superseded by a concurrent write of the same file"
-                        );
-                        Ok(Written {
-                            etag: None,
-                            stored_size: written.load(Ordering::Relaxed),
-                            superseded: true,
-                        })
+                // A dropped upload with no visible newer write is left to the caller to judge
+                // (`Dropped`); any other failure is the backend's, and nothing was stored.
+                let outcome = match upload::current_etag(self.inner.as_ref(), &path).await {
+                    Ok(now) if now != before => WriteOutcome::Superseded,
+                    _ if matches!(error, object_store::Error::NotFound { .. }) => {
+                        WriteOutcome::Dropped
                     }
-                    _ => Err(match error {
-                        object_store::Error::NotFound { .. } => Error::StorageUnavailable {
-                            reason: "the storage dropped this upload before it completed; \
-                                     try again"
-                                .into(),
-                        },
-                        e => errors::map(e, key).during_upload(key),
-                    }),
-                }
+                    _ => return Err(errors::map(error, key).during_upload(key)),
+                };
+                tracing::info!(
+                    key,
+                    ?outcome,
+                    "a multipart upload ended without being stored"
+                );
+                Ok(Written {
+                    etag: None,
+                    stored_size: written.load(Ordering::Relaxed),
+                    outcome,
+                })
             }
             Err(upload::WriteError::Store(e)) => Err(errors::map(e, key).during_upload(key)),
         }
