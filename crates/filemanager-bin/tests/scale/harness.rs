@@ -91,6 +91,14 @@ pub struct Instance {
 impl Instance {
     /// Starts an instance; must run inside a Tokio runtime (the cache bus needs one).
     pub async fn start(cfg: InstanceConfig) -> Instance {
+        // FM_TEST_LOG=1: the service's warnings (backend errors and the like) on stderr, to
+        // explain failures a long run reports.
+        if std::env::var("FM_TEST_LOG").as_deref() == Ok("1") {
+            let _ = tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::WARN)
+                .with_writer(std::io::stderr)
+                .try_init();
+        }
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let base = format!("http://{addr}");

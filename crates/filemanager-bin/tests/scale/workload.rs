@@ -229,6 +229,10 @@ pub struct Counters {
     pub cache_hits: AtomicU64,
     pub mismatches: AtomicU64,
     pub server_errors: AtomicU64,
+    /// Downloads whose body was cut while a write or delete of the same key ran: S3 cannot
+    /// keep serving a version being replaced (Garage drops its blocks), and after the 200 the
+    /// only honest move left is to cut the connection. Counted, not failures.
+    pub cut_by_write: AtomicU64,
     /// Failed requests (5xx, transport errors, unexpected 4xx) per phase.
     pub failures: [AtomicU64; 3],
     pub requests_by_phase: [AtomicU64; 3],
@@ -724,7 +728,17 @@ impl Workload {
         let a = match answer {
             Ok(a) => a,
             Err(e) => {
-                self.failure(phase, format!("{op} {} via {inst}: {e}", spec.key));
+                let overlapped = self.logs[k]
+                    .lock()
+                    .unwrap()
+                    .versions
+                    .iter()
+                    .any(|v| !v.void && v.start < r1 && v.end.is_none_or(|end| end > r0));
+                if overlapped && e.starts_with("body: ") {
+                    self.counters.cut_by_write.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    self.failure(phase, format!("{op} {} via {inst}: {e}", spec.key));
+                }
                 return;
             }
         };
@@ -1179,7 +1193,8 @@ impl Workload {
         format!(
             "requests={} (before/outage/after {}/{}/{}) uploads={} (>8MiB: {}) downloads={} ranged={} \
              heads={} metas={} lists={} deletes={} cross-instance checks={} cache hits={} \
-             up={}MiB down={}MiB | mismatches={} 5xx={} failures before/outage/after={}/{}/{}",
+             up={}MiB down={}MiB | mismatches={} 5xx={} failures before/outage/after={}/{}/{} \
+             downloads cut by a concurrent write={}",
             g(&c.requests),
             g(&c.requests_by_phase[0]),
             g(&c.requests_by_phase[1]),
@@ -1201,6 +1216,7 @@ impl Workload {
             g(&c.failures[0]),
             g(&c.failures[1]),
             g(&c.failures[2]),
+            g(&c.cut_by_write),
         )
     }
 }

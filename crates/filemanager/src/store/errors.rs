@@ -21,6 +21,13 @@ pub(crate) fn map(err: object_store::Error, key: &str) -> Error {
         object_store::Error::Precondition { .. } => return Error::changed(key),
         _ => {}
     }
+    // A plain 404 or 412 arrives as the variants above. Inside another error they come from
+    // object_store resuming a broken body: the object was deleted (404), shortened (416) or
+    // replaced (412) since the read began, so the read starts over on the current version.
+    if matches!(status_in_chain(&err), Some(404 | 412 | 416)) {
+        tracing::info!(key, error = %err, "the object changed while its body was read");
+        return Error::changed(key);
+    }
     tracing::warn!(key, error = %err, "storage backend error");
     let (reason, retryable) = classify(&err);
     if retryable {
@@ -78,6 +85,18 @@ fn classify_source(err: &(dyn std::error::Error + 'static)) -> (String, bool) {
     ("the backend failed".into(), false)
 }
 
+/// The first HTTP status named along the error's source chain.
+fn status_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        if let Some(status) = status_in_message(e) {
+            return Some(status);
+        }
+        current = e.source();
+    }
+    None
+}
+
 /// object_store does not export its retry error type, only its message, which reads
 /// "… status code: 503 …" for an HTTP failure; this digs the status out of it.
 fn status_in_message(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
@@ -118,6 +137,26 @@ mod tests {
         assert!(text.contains("no space left"), "{text}");
         assert!(!text.contains("/secret"), "{text}");
         assert!(!mapped.is_retryable());
+    }
+
+    #[test]
+    fn a_resumed_body_meeting_a_changed_object_restarts_the_read() {
+        for status in [404, 412, 416] {
+            let err = object_store::Error::Generic {
+                store: "S3",
+                source: format!(
+                    "Error performing GET http://host/b/k after 1 retries - Server returned \
+                     non-2xx status code: {status} Whatever"
+                )
+                .into(),
+            };
+            assert!(map(err, "k").is_changed(), "{status}");
+        }
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 503 Slow Down".into(),
+        };
+        assert!(!map(err, "k").is_changed());
     }
 
     #[test]
