@@ -582,11 +582,16 @@ impl Inner {
         }
         // A load that started while the deletes ran may have read an L2 entry just before it
         // was deleted. A fresh mark makes its ticket too old to fill, and forgetting the loads
-        // in flight only now keeps later callers from joining it: they load again.
-        *mark = self.epochs.next();
+        // in flight only now keeps later callers from joining it: they load again. Listings
+        // too: one started after the first bump may have read the old entry (or joined an old
+        // load), so once the loads are forgotten the scopes move to a new generation again,
+        // and what such a listing stored is never looked up.
+        let seq = self.epochs.next();
+        *mark = seq;
         for kind in [Kind::Content, Kind::Metadata] {
             self.flights.forget(&L1Key::new(kind, key));
         }
+        self.epochs.bump_listings(key, seq);
         drop(mark);
         filled
     }

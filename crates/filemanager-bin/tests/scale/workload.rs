@@ -1022,11 +1022,15 @@ impl Workload {
                 }),
                 None => log.absent_ok(r0, r1, view),
             };
+            let history = (!ok).then(|| log.history());
             drop(log);
-            if !ok {
+            if let Some(history) = history {
                 self.mismatch(format!(
-                    "list {} via {inst}: {} {:?} is not a state the key could be in",
+                    "list {} via {inst} at {}-{}: {} {:?} is not a state the key could be in; \
+                     history: {history}",
                     spec.scope(),
+                    ms(r0),
+                    ms(r1),
                     other.key,
                     listed.get(&other.key)
                 ));
