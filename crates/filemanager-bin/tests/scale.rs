@@ -15,6 +15,11 @@
 //!
 //! Both print the request counts, mismatches, 5xx, failures and the peak RSS of the test process
 //! (VmHWM). Performance is reported, never asserted. `scripts/soak.sh` runs the long forms.
+//!
+//! One thing is counted apart rather than as a failure: a download whose body is cut while a
+//! write or delete of the same file runs. Garage cannot keep serving a version being replaced,
+//! and once the 200 is out the service can only cut the connection (the client sees a short
+//! body, never a complete-looking wrong one). `FM_TEST_LOG=1` prints the service's warnings.
 
 #[path = "scale/harness.rs"]
 mod harness;
