@@ -481,13 +481,48 @@ pub fn percent_decode(s: &str) -> Result<String> {
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+        out.extend(encode_byte(b, &mut [0; 3]).iter().copied().map(char::from));
     }
     out
+}
+
+/// Upper-case hex digits, the spelling [`percent_encode`] uses.
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// One byte as [`percent_encode`] writes it: itself if unreserved, else `%XX`. Table look-ups
+/// rather than `format!`: this runs for every byte of every presigned URL checked.
+fn encode_byte(b: u8, buf: &mut [u8; 3]) -> &[u8] {
+    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        buf[0] = b;
+        &buf[..1]
+    } else {
+        *buf = [
+            b'%',
+            HEX_UPPER[usize::from(b >> 4)],
+            HEX_UPPER[usize::from(b & 0x0f)],
+        ];
+        &buf[..]
+    }
+}
+
+/// Whether `raw` is exactly [`Location::to_url_path`] of the location whose storage key is
+/// `key`, compared as it is generated so that checking a request's path builds no string.
+pub(crate) fn is_url_path_of(raw: &str, key: &str) -> bool {
+    let mut rest = raw.as_bytes();
+    for b in key.bytes() {
+        let mut buf = [0; 3];
+        // `/` separates the parts `to_url_path` encodes one by one, so it stays as is.
+        let expected: &[u8] = if b == b'/' {
+            b"/"
+        } else {
+            encode_byte(b, &mut buf)
+        };
+        match rest.strip_prefix(expected) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
 }
 
 impl Location {
@@ -743,8 +778,34 @@ mod tests {
         #[test]
         fn url_paths_round_trip(name in "\\PC{1,10}(/\\PC{1,10}){0,3}") {
             if let Ok(loc) = Location::new("d", StorageLevel::App, None, &name) {
-                prop_assert_eq!(Location::from_url_path(&loc.to_url_path()).unwrap(), loc);
+                prop_assert_eq!(Location::from_url_path(&loc.to_url_path()).unwrap(), loc.clone());
+                // The allocation-free check agrees with the built path, and only with it.
+                let path = loc.to_url_path();
+                prop_assert!(is_url_path_of(&path, &loc.key()));
+                let longer = path.clone() + "x";
+                prop_assert!(!is_url_path_of(&longer, &loc.key()));
+                prop_assert!(!is_url_path_of(&path[..path.len() - 1], &loc.key()));
+                prop_assert!(!is_url_path_of(&path.to_lowercase(), &loc.key()) || path == path.to_lowercase());
             }
+        }
+    }
+
+    #[test]
+    fn url_path_check_wants_the_one_spelling() {
+        let loc = Location::new("blog", StorageLevel::User, Some("42"), "a b/ü.jpg").unwrap();
+        let key = loc.key();
+        assert_eq!(loc.to_url_path(), "blog/user/42/a%20b/%C3%BC.jpg");
+        assert!(is_url_path_of("blog/user/42/a%20b/%C3%BC.jpg", &key));
+        for other in [
+            "blog/user/42/a+b/%C3%BC.jpg",
+            "blog/user/42/a%20b/%c3%bc.jpg",
+            "%62log/user/42/a%20b/%C3%BC.jpg",
+            "blog/user/42/a%20b%2F%C3%BC.jpg",
+            "blog/user/42/a%20b/ü.jpg",
+            "blog/user/42/a%20b/%C3%BC.jpg/",
+            "",
+        ] {
+            assert!(!is_url_path_of(other, &key), "{other:?}");
         }
     }
 
