@@ -64,6 +64,12 @@ pub fn content_type(headers: &HeaderMap) -> Result<String, AppError> {
 /// `Content-Type` and `Content-Length` are added by the caller, which knows the body.
 pub fn describe(info: &FileInfo, from_cache: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
+    describe_into(&mut h, info, from_cache);
+    h
+}
+
+/// [`describe`], into headers the caller already has (a response's own), sparing a second map.
+pub fn describe_into(h: &mut HeaderMap, info: &FileInfo, from_cache: bool) {
     if let Some(etag) = info
         .etag
         .as_deref()
@@ -89,7 +95,6 @@ pub fn describe(info: &FileInfo, from_cache: bool) -> HeaderMap {
             h.insert(n, v);
         }
     }
-    h
 }
 
 /// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 §13.1.2).

@@ -292,6 +292,7 @@ impl FileManager {
             };
             return Ok(Download {
                 info: meta.info,
+                in_memory: Some(body.clone()),
                 body: futures::stream::once(async move { Ok(body) }).boxed(),
                 range,
                 from_cache,
@@ -324,6 +325,7 @@ impl FileManager {
                     body,
                     range: None,
                     from_cache: false,
+                    in_memory: None,
                 })
             }
             Some(range) => {
@@ -335,6 +337,7 @@ impl FileManager {
                     body,
                     range: Some(range),
                     from_cache: false,
+                    in_memory: None,
                 })
             }
         }
