@@ -6,8 +6,10 @@
 //! and "what are its bytes" from one consistent version. Encrypted files therefore never reach
 //! L2 in the clear. Metadata entries hold the description alone; listings hold the listing.
 
+use std::fmt;
+use std::hash::{BuildHasher, RandomState};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use filemanager_cache::{Cache, CacheConfig, DiskL2, L2Store, ObjectStoreL2};
@@ -172,10 +174,85 @@ pub(crate) fn frame(meta: &CachedMeta, body: &[u8]) -> Bytes {
 
 /// Splits a content entry; `None` if it is not one (treated as a miss by the caller).
 pub(crate) fn unframe(entry: &Bytes) -> Option<(CachedMeta, Bytes)> {
+    let (json, body) = split_frame(entry)?;
+    Some((serde_json::from_slice(json).ok()?, body))
+}
+
+/// [`unframe`], with the description parsed through `memo`.
+pub(crate) fn unframe_memo(
+    entry: &Bytes,
+    memo: &DescriptionMemo,
+    key: &str,
+) -> Option<(CachedMeta, Bytes)> {
+    let (json, body) = split_frame(entry)?;
+    Some((memo.parse(key, json)?, body))
+}
+
+/// A content entry's description (JSON) and bytes.
+fn split_frame(entry: &Bytes) -> Option<(&[u8], Bytes)> {
     let len = u32::from_le_bytes(entry.get(..4)?.try_into().ok()?) as usize;
-    let json = entry.get(4..4 + len)?;
-    let meta = serde_json::from_slice(json).ok()?;
-    Some((meta, entry.slice(4 + len..)))
+    let json = entry.get(4..4usize.checked_add(len)?)?;
+    Some((json, entry.slice(4 + len..)))
+}
+
+/// Slots of a [`DescriptionMemo`]: enough for the hot files of a busy instance; a file whose
+/// slot another one took is parsed as if there were no memo.
+const MEMO_SLOTS: usize = 512;
+
+/// Parsed descriptions, so that a cache hit does not parse the same JSON on every request.
+///
+/// This is a memo of a pure function, JSON text → [`CachedMeta`], and nothing else: a slot
+/// keeps one description's text (a copy, so it pins no cache entry's memory) next to what it
+/// parsed to, and answers only for text equal to it byte for byte. It therefore never decides
+/// *which* description is current — the cache does, with its tickets and invalidation — and
+/// cannot serve a stale one: a new version of a file has a new etag, size or date in its text,
+/// which misses here and is parsed afresh.
+pub(crate) struct DescriptionMemo {
+    slots: Box<[Mutex<Option<Memo>>]>,
+    hasher: RandomState,
+}
+
+struct Memo {
+    json: Box<[u8]>,
+    meta: CachedMeta,
+}
+
+impl fmt::Debug for DescriptionMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DescriptionMemo")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DescriptionMemo {
+    fn default() -> Self {
+        DescriptionMemo {
+            slots: (0..MEMO_SLOTS).map(|_| Mutex::new(None)).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl DescriptionMemo {
+    /// The description `json` holds, parsed at most once while it stays in `key`'s slot.
+    /// `key` only picks the slot; the answer depends on `json` alone.
+    pub(crate) fn parse(&self, key: &str, json: &[u8]) -> Option<CachedMeta> {
+        let slot = &self.slots[self.hasher.hash_one(key) as usize % self.slots.len()];
+        // A poisoned slot only ever held a complete memo or none: still usable.
+        if let Some(memo) = &*slot.lock().unwrap_or_else(|e| e.into_inner())
+            && *memo.json == *json
+        {
+            return Some(memo.meta.clone());
+        }
+        // Parsed outside the lock: two requests may both parse, never wait on each other.
+        let meta = CachedMeta::from_bytes(json)?;
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Memo {
+            json: json.into(),
+            meta: meta.clone(),
+        });
+        Some(meta)
+    }
 }
 
 #[cfg(test)]
@@ -209,5 +286,49 @@ mod tests {
         assert_eq!(&body[..], b"abc");
         assert!(unframe(&Bytes::from_static(b"\xff\xff\xff\xff{}")).is_none());
         assert!(unframe(&Bytes::from_static(b"\x02\x00")).is_none());
+    }
+
+    #[test]
+    fn the_memo_answers_for_identical_text_only() {
+        let memo = DescriptionMemo::default();
+        let mut meta = CachedMeta {
+            info: FileInfo {
+                key: "d/app/f".into(),
+                domain: "d".into(),
+                level: StorageLevel::App,
+                user_id: None,
+                filename: "f".into(),
+                size: 3,
+                stored_size: 3,
+                content_type: "text/plain".into(),
+                etag: Some("\"1\"".into()),
+                last_modified: chrono::Utc::now(),
+                compressed: false,
+                encrypted: false,
+                metadata: Default::default(),
+            },
+            no_cache: false,
+        };
+        let first = frame(&meta, b"abc");
+        let (got, body) = unframe_memo(&first, &memo, "d/app/f").unwrap();
+        assert_eq!(
+            (got.info.clone(), &body[..]),
+            (meta.info.clone(), &b"abc"[..])
+        );
+        // Answered from the memo: the same description.
+        let (again, _) = unframe_memo(&first, &memo, "d/app/f").unwrap();
+        assert_eq!(again.info, meta.info);
+        // A new version under the same key (same slot) is parsed afresh, never the old one.
+        meta.info.etag = Some("\"2\"".into());
+        meta.info.size = 4;
+        let second = frame(&meta, b"abcd");
+        let (newer, body) = unframe_memo(&second, &memo, "d/app/f").unwrap();
+        assert_eq!(newer.info.etag.as_deref(), Some("\"2\""));
+        assert_eq!((newer.info.size, &body[..]), (4, &b"abcd"[..]));
+        // Whatever slot a key picks, the answer follows the text.
+        let (old, _) = unframe_memo(&first, &memo, "another/key").unwrap();
+        assert_eq!(old.info.etag.as_deref(), Some("\"1\""));
+        assert!(unframe_memo(&Bytes::from_static(b"\x02\x00\x00\x00{}"), &memo, "k").is_none());
+        assert!(unframe_memo(&Bytes::from_static(b"\xff\xff\xff\xff"), &memo, "k").is_none());
     }
 }

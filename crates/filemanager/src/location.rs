@@ -269,10 +269,31 @@ impl Scope {
 
     /// The key prefix of everything in this scope, ending in `/`.
     pub fn key_prefix(&self) -> String {
+        let mut prefix = String::with_capacity(self.key_prefix_len());
+        self.push_key_prefix(&mut prefix);
+        prefix
+    }
+
+    /// Appends [`Scope::key_prefix`] to `out`.
+    fn push_key_prefix(&self, out: &mut String) {
+        out.push_str(self.domain.as_str());
         match &self.user {
-            None => format!("{}/app/", self.domain),
-            Some(u) => format!("{}/user/{}/", self.domain, u),
+            None => out.push_str("/app/"),
+            Some(u) => {
+                out.push_str("/user/");
+                out.push_str(u.as_str());
+                out.push('/');
+            }
         }
+    }
+
+    /// The length of [`Scope::key_prefix`], without building it.
+    fn key_prefix_len(&self) -> usize {
+        self.domain.as_str().len()
+            + match &self.user {
+                None => "/app/".len(),
+                Some(u) => "/user/".len() + u.as_str().len() + 1,
+            }
     }
 
     /// The location of `filename` in this scope.
@@ -281,7 +302,7 @@ impl Scope {
             scope: self.clone(),
             filename,
         };
-        if loc.key().len() > MAX_KEY_LEN {
+        if loc.key_len() > MAX_KEY_LEN {
             return Err(Error::invalid_location(
                 "filename",
                 "the storage key would be longer than 1024 bytes",
@@ -383,9 +404,16 @@ impl Location {
 
     /// The storage key.
     pub fn key(&self) -> String {
-        let mut key = self.scope.key_prefix();
+        // Built once at its final size: every request computes its key.
+        let mut key = String::with_capacity(self.key_len());
+        self.scope.push_key_prefix(&mut key);
         key.push_str(self.filename.as_str());
         key
+    }
+
+    /// The length of [`Location::key`], without building it.
+    fn key_len(&self) -> usize {
+        self.scope.key_prefix_len() + self.filename.as_str().len()
     }
 }
 
@@ -396,13 +424,34 @@ impl Location {
     /// once, so an encoded `/` (`%2F`) or `\` (`%5C`) can never act as a separator: it is
     /// rejected wherever it appears.
     pub fn from_url_path(raw: &str) -> Result<Self> {
-        let parts = decode_parts(raw)?;
         let bad = || {
             Error::invalid_location(
                 "path",
                 "expected {domain}/app/{filename} or {domain}/user/{user_id}/{filename}",
             )
         };
+        // Without `%` (and `\`, which decoding refuses with its own message) every part
+        // decodes to itself, so the parts can be used in place: most requests spell their path
+        // this way, and this spares a `String` per part and the joined filename.
+        if !raw.contains(['%', '\\']) {
+            let mut parts = raw.splitn(3, '/');
+            return match (parts.next(), parts.next(), parts.next()) {
+                (Some(domain), Some("app"), Some(filename)) => {
+                    Location::new(domain, StorageLevel::App, None, filename)
+                }
+                (Some(domain), Some("user"), Some(rest)) => {
+                    let (user, filename) = rest.split_once('/').ok_or_else(bad)?;
+                    Location::new(domain, StorageLevel::User, Some(user), filename)
+                }
+                _ => Err(bad()),
+            };
+        }
+        Location::from_decoded_parts(raw)
+    }
+
+    /// [`Location::from_url_path`] the general way: every part decoded into its own string.
+    fn from_decoded_parts(raw: &str) -> Result<Self> {
+        let parts = decode_parts(raw)?;
         match parts.as_slice() {
             [domain, level, rest @ ..] if level == "app" && !rest.is_empty() => {
                 Location::new(domain, StorageLevel::App, None, &rest.join("/"))
@@ -410,7 +459,10 @@ impl Location {
             [domain, level, user, rest @ ..] if level == "user" && !rest.is_empty() => {
                 Location::new(domain, StorageLevel::User, Some(user), &rest.join("/"))
             }
-            _ => Err(bad()),
+            _ => Err(Error::invalid_location(
+                "path",
+                "expected {domain}/app/{filename} or {domain}/user/{user_id}/{filename}",
+            )),
         }
     }
 }
@@ -481,13 +533,48 @@ pub fn percent_decode(s: &str) -> Result<String> {
 pub fn percent_encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
+        out.extend(encode_byte(b, &mut [0; 3]).iter().copied().map(char::from));
     }
     out
+}
+
+/// Upper-case hex digits, the spelling [`percent_encode`] uses.
+const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
+
+/// One byte as [`percent_encode`] writes it: itself if unreserved, else `%XX`. Table look-ups
+/// rather than `format!`: this runs for every byte of every presigned URL checked.
+fn encode_byte(b: u8, buf: &mut [u8; 3]) -> &[u8] {
+    if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+        buf[0] = b;
+        &buf[..1]
+    } else {
+        *buf = [
+            b'%',
+            HEX_UPPER[usize::from(b >> 4)],
+            HEX_UPPER[usize::from(b & 0x0f)],
+        ];
+        &buf[..]
+    }
+}
+
+/// Whether `raw` is exactly [`Location::to_url_path`] of the location whose storage key is
+/// `key`, compared as it is generated so that checking a request's path builds no string.
+pub(crate) fn is_url_path_of(raw: &str, key: &str) -> bool {
+    let mut rest = raw.as_bytes().iter();
+    for b in key.bytes() {
+        let mut buf = [0; 3];
+        // `/` separates the parts `to_url_path` encodes one by one, so it stays as is.
+        let expected: &[u8] = if b == b'/' {
+            b"/"
+        } else {
+            encode_byte(b, &mut buf)
+        };
+        // Byte by byte: one to three bytes at a time are too few for a `memcmp` call to pay.
+        if !expected.iter().all(|e| rest.next() == Some(e)) {
+            return false;
+        }
+    }
+    rest.next().is_none()
 }
 
 impl Location {
@@ -743,8 +830,47 @@ mod tests {
         #[test]
         fn url_paths_round_trip(name in "\\PC{1,10}(/\\PC{1,10}){0,3}") {
             if let Ok(loc) = Location::new("d", StorageLevel::App, None, &name) {
-                prop_assert_eq!(Location::from_url_path(&loc.to_url_path()).unwrap(), loc);
+                prop_assert_eq!(Location::from_url_path(&loc.to_url_path()).unwrap(), loc.clone());
+                // The allocation-free check agrees with the built path, and only with it.
+                let path = loc.to_url_path();
+                prop_assert!(is_url_path_of(&path, &loc.key()));
+                let longer = path.clone() + "x";
+                prop_assert!(!is_url_path_of(&longer, &loc.key()));
+                prop_assert!(!is_url_path_of(&path[..path.len() - 1], &loc.key()));
+                prop_assert!(!is_url_path_of(&path.to_lowercase(), &loc.key()) || path == path.to_lowercase());
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn plain_url_paths_parse_as_decoded_ones(
+            raw in "[a-zA-Z0-9 ./_~\\\\-]{0,40}|[a-z]{1,5}/(app|user)(/[a-zA-Z0-9 ._~-]{0,6}){0,4}"
+        ) {
+            // The in-place reading of a path without `%` is the general one, errors included.
+            prop_assert_eq!(
+                format!("{:?}", Location::from_url_path(&raw)),
+                format!("{:?}", Location::from_decoded_parts(&raw))
+            );
+        }
+    }
+
+    #[test]
+    fn url_path_check_wants_the_one_spelling() {
+        let loc = Location::new("blog", StorageLevel::User, Some("42"), "a b/ü.jpg").unwrap();
+        let key = loc.key();
+        assert_eq!(loc.to_url_path(), "blog/user/42/a%20b/%C3%BC.jpg");
+        assert!(is_url_path_of("blog/user/42/a%20b/%C3%BC.jpg", &key));
+        for other in [
+            "blog/user/42/a+b/%C3%BC.jpg",
+            "blog/user/42/a%20b/%c3%bc.jpg",
+            "%62log/user/42/a%20b/%C3%BC.jpg",
+            "blog/user/42/a%20b%2F%C3%BC.jpg",
+            "blog/user/42/a%20b/ü.jpg",
+            "blog/user/42/a%20b/%C3%BC.jpg/",
+            "",
+        ] {
+            assert!(!is_url_path_of(other, &key), "{other:?}");
         }
     }
 

@@ -16,7 +16,7 @@ use ring::hmac;
 use zeroize::Zeroizing;
 
 use crate::error::{Error, Result};
-use crate::location::{Location, percent_decode, percent_encode};
+use crate::location::{Location, is_url_path_of, percent_decode, percent_encode};
 use crate::types::{MAX_URL_EXPIRY_SECS, PresignedUrl};
 
 /// The route prefix presigned URLs point at.
@@ -122,16 +122,101 @@ impl Grant<'_> {
     /// Newline-separated: no field can contain a newline (keys and content types refuse
     /// control characters), so two different grants never share a canonical form.
     fn canonical(&self) -> String {
-        format!(
-            "fm-presign-v1\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
-            self.method.as_str(),
-            self.key,
-            self.expires,
-            self.content_type,
-            self.max_size.map(|m| m.to_string()).unwrap_or_default(),
-            self.compress as u8,
-            self.encrypt as u8,
-        )
+        let mut out = String::with_capacity(64 + self.key.len() + self.content_type.len());
+        out.push_str("fm-presign-v1\n");
+        out.push_str(self.method.as_str());
+        out.push('\n');
+        out.push_str(self.key);
+        out.push('\n');
+        push_int(&mut out, self.expires);
+        out.push('\n');
+        out.push_str(self.content_type);
+        out.push('\n');
+        if let Some(max) = self.max_size {
+            push_int(&mut out, max);
+        }
+        out.push('\n');
+        out.push(flag_char(self.compress));
+        out.push('\n');
+        out.push(flag_char(self.encrypt));
+        out
+    }
+
+    /// The query string of a URL for this grant up to (not including) `&sig=…`: the one
+    /// spelling that verifies, given the signature that follows it.
+    fn unsigned_query(&self) -> String {
+        let mut query = String::with_capacity(96 + 3 * self.content_type.len());
+        query.push_str("method=");
+        query.push_str(self.method.as_str());
+        query.push_str("&expires=");
+        push_int(&mut query, self.expires);
+        if self.method == PresignMethod::Put {
+            query.push_str("&ct=");
+            query.push_str(&percent_encode(self.content_type));
+            if let Some(max) = self.max_size {
+                query.push_str("&max=");
+                push_int(&mut query, max);
+            }
+            query.push_str("&compress=");
+            query.push(flag_char(self.compress));
+            query.push_str("&encrypt=");
+            query.push(flag_char(self.encrypt));
+        }
+        query
+    }
+}
+
+/// Appends a number's decimal digits without a temporary `String`.
+fn push_int(out: &mut String, n: impl fmt::Display) {
+    use std::fmt::Write as _;
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+fn flag_char(on: bool) -> char {
+    if on { '1' } else { '0' }
+}
+
+/// The parameters a presigned query may carry, each at most once, still as sent.
+#[derive(Default)]
+struct Params<'q> {
+    method: Option<&'q str>,
+    expires: Option<&'q str>,
+    ct: Option<&'q str>,
+    max: Option<&'q str>,
+    compress: Option<&'q str>,
+    encrypt: Option<&'q str>,
+    sig: Option<&'q str>,
+    /// Some name came twice.
+    repeated: bool,
+    /// Some name is not one of the above.
+    unknown: bool,
+}
+
+impl<'q> Params<'q> {
+    /// One pass over the query, no allocation: a fixed set of names needs no map.
+    fn parse(raw_query: &'q str) -> Self {
+        let mut p = Params::default();
+        for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match k {
+                "method" => &mut p.method,
+                "expires" => &mut p.expires,
+                "ct" => &mut p.ct,
+                "max" => &mut p.max,
+                "compress" => &mut p.compress,
+                "encrypt" => &mut p.encrypt,
+                "sig" => &mut p.sig,
+                _ => {
+                    p.unknown = true;
+                    continue;
+                }
+            };
+            if slot.replace(v).is_some() {
+                p.repeated = true;
+            }
+        }
+        p
     }
 }
 
@@ -162,25 +247,15 @@ impl Presigner {
         })
     }
 
-    fn sign(&self, grant: &Grant<'_>) -> String {
-        hex(hmac::sign(&self.key, grant.canonical().as_bytes()).as_ref())
-    }
-
     /// The query string of a URL for `grant`, signature included: the one spelling that
     /// verifies.
     fn query(&self, grant: &Grant<'_>) -> String {
-        let mut query = format!("method={}&expires={}", grant.method.as_str(), grant.expires);
-        if grant.method == PresignMethod::Put {
-            query.push_str(&format!("&ct={}", percent_encode(grant.content_type)));
-            if let Some(max) = grant.max_size {
-                query.push_str(&format!("&max={max}"));
-            }
-            query.push_str(&format!(
-                "&compress={}&encrypt={}",
-                grant.compress as u8, grant.encrypt as u8
-            ));
-        }
-        query.push_str(&format!("&sig={}", self.sign(grant)));
+        let mut query = grant.unsigned_query();
+        query.push_str("&sig=");
+        push_hex(
+            &mut query,
+            hmac::sign(&self.key, grant.canonical().as_bytes()).as_ref(),
+        );
         query
     }
 
@@ -250,6 +325,11 @@ impl Presigner {
 
     /// Checks a request against its signature. `Ok(None)` when the query carries no `sig`: not
     /// a presigned request.
+    ///
+    /// One HMAC per request: the signature is checked in constant time (`hmac::verify`), and
+    /// the exact-query rule is checked on the text around it. Only lower-case hex is accepted as
+    /// a signature, so once it verifies its text is the one spelling `query` would give, and
+    /// the rest of the query must equal the issued spelling byte for byte.
     pub(crate) fn verify(
         &self,
         method: &str,
@@ -257,27 +337,17 @@ impl Presigner {
         raw_query: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<PresignedGrant>> {
-        let pairs = raw_query.split('&').filter(|p| !p.is_empty());
-        if !pairs.clone().any(|p| p == "sig" || p.starts_with("sig=")) {
-            return Ok(None);
-        }
-        let mut params: BTreeMap<&str, &str> = BTreeMap::new();
-        for pair in pairs {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            if params.insert(k, v).is_some() {
-                return Err(forbidden("a query parameter is repeated"));
-            }
-        }
-        let Some(sig) = params.get("sig").copied() else {
+        let params = Params::parse(raw_query);
+        let Some(sig) = params.sig else {
             return Ok(None);
         };
-        let allowed = [
-            "method", "expires", "ct", "max", "compress", "encrypt", "sig",
-        ];
-        if params.keys().any(|k| !allowed.contains(k)) {
+        if params.repeated {
+            return Err(forbidden("a query parameter is repeated"));
+        }
+        if params.unknown {
             return Err(forbidden("the URL carries parameters that were not signed"));
         }
-        let signed_method = match params.get("method").copied() {
+        let signed_method = match params.method {
             Some("PUT") => PresignMethod::Put,
             Some("GET") => PresignMethod::Get,
             _ => return Err(forbidden("the URL's method is missing or unknown")),
@@ -295,24 +365,25 @@ impl Presigner {
             .ok_or_else(|| forbidden("the URL is not a file URL"))?;
         let location =
             Location::from_url_path(rest).map_err(|_| forbidden("the URL's path was changed"))?;
+        let key = location.key();
         // Only the exact path that was signed: another spelling of the same location is a
         // changed URL too.
-        if location.to_url_path() != rest {
+        if !is_url_path_of(rest, &key) {
             return Err(forbidden("the URL's path was changed"));
         }
         let expires: i64 = params
-            .get("expires")
+            .expires
             .and_then(|e| e.parse().ok())
             .ok_or_else(|| forbidden("the URL's expiry is missing or malformed"))?;
         let upload = signed_method == PresignMethod::Put;
-        let content_type = match (upload, params.get("ct")) {
+        let content_type = match (upload, params.ct) {
             (true, Some(ct)) => {
                 percent_decode(ct).map_err(|_| forbidden("the URL's content type is malformed"))?
             }
             (false, None) => String::new(),
             _ => return Err(forbidden("the URL's parameters do not fit its method")),
         };
-        let max_size = match params.get("max") {
+        let max_size = match params.max {
             Some(m) if upload => Some(
                 m.parse::<u64>()
                     .map_err(|_| forbidden("the URL's size limit is malformed"))?,
@@ -320,15 +391,14 @@ impl Presigner {
             Some(_) => return Err(forbidden("the URL's parameters do not fit its method")),
             None => None,
         };
-        let flag = |name: &str| -> Result<bool> {
-            match (upload, params.get(name).copied()) {
+        let flag = |value: Option<&str>| -> Result<bool> {
+            match (upload, value) {
                 (true, Some("1")) => Ok(true),
                 (true, Some("0")) | (false, None) => Ok(false),
                 _ => Err(forbidden("the URL's codec switches are malformed")),
             }
         };
-        let (compress, encrypt) = (flag("compress")?, flag("encrypt")?);
-        let key = location.key();
+        let (compress, encrypt) = (flag(params.compress)?, flag(params.encrypt)?);
         let grant = Grant {
             method: signed_method,
             key: &key,
@@ -338,13 +408,19 @@ impl Presigner {
             compress,
             encrypt,
         };
-        let sig = unhex(sig).ok_or_else(|| forbidden("the URL's signature is malformed"))?;
-        hmac::verify(&self.key, grant.canonical().as_bytes(), &sig)
+        let sig_bytes =
+            unhex_lower(sig).ok_or_else(|| forbidden("the URL's signature is malformed"))?;
+        hmac::verify(&self.key, grant.canonical().as_bytes(), &sig_bytes)
             .map_err(|_| forbidden("the URL's signature does not match"))?;
         // Only the exact query that was issued: another spelling of the same grant (reordered
         // parameters, `+1000`, an upper-case signature, an unencoded `/`) is a changed URL too,
-        // so anything keyed on the URL's text can rely on it.
-        if raw_query != self.query(&grant) {
+        // so anything keyed on the URL's text can rely on it. The signature was decoded from
+        // lower-case hex only, so `sig` is already the issued spelling; everything before it
+        // must be too, and nothing may follow it.
+        let issued = raw_query
+            .strip_prefix(grant.unsigned_query().as_str())
+            .and_then(|r| r.strip_prefix("&sig="));
+        if issued != Some(sig) {
             return Err(forbidden("the URL's query was changed"));
         }
         // Checked after the signature, so an attacker learns nothing about expiry from a forged
@@ -374,19 +450,42 @@ pub(crate) fn check_expiry(expires_in: u64) -> Result<()> {
     Ok(())
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// Lower-case hex digits: a signature has exactly one accepted spelling.
+const HEX_LOWER: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `bytes` as lower-case hex, two table look-ups per byte.
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    out.reserve(bytes.len() * 2);
+    for &b in bytes {
+        out.push(char::from(HEX_LOWER[usize::from(b >> 4)]));
+        out.push(char::from(HEX_LOWER[usize::from(b & 0x0f)]));
+    }
 }
 
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+/// The value of one lower-case hex digit; upper case, signs and anything else are refused.
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Decodes a signature: exactly 32 bytes as 64 lower-case hex digits, or `None`.
+fn unhex_lower(s: &str) -> Option<[u8; SIG_LEN]> {
+    let digits = s.as_bytes();
+    if digits.len() != 2 * SIG_LEN {
         return None;
     }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
+    let mut out = [0u8; SIG_LEN];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+    }
+    Some(out)
 }
+
+/// Bytes of an HMAC-SHA256 tag.
+const SIG_LEN: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -506,6 +605,56 @@ mod tests {
             s.verify("PUT", &p, &q, now + chrono::Duration::seconds(59))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn only_the_issued_spelling_verifies() {
+        let s = signer();
+        let now = Utc::now();
+        let url = s.download(&loc(), 3600, now).unwrap();
+        let (p, q) = split(&url.url);
+        let (unsigned, sig) = q.split_once("&sig=").unwrap();
+        assert_eq!(sig.len(), 64);
+        assert!(s.verify("GET", &p, &q, now).unwrap().is_some());
+        let forbidden =
+            |q: &str| matches!(s.verify("GET", &p, q, now), Err(Error::Forbidden { .. }));
+        // The same signature bytes spelled otherwise.
+        assert!(
+            forbidden(&format!("{unsigned}&sig={}", sig.to_uppercase())),
+            "upper"
+        );
+        assert!(forbidden(&format!("{unsigned}&sig=+{}", &sig[1..])), "sign");
+        assert!(
+            forbidden(&format!("{unsigned}&sig={}", &sig[..62])),
+            "short"
+        );
+        assert!(forbidden(&format!("{unsigned}&sig={sig}00")), "long");
+        // The same grant in another order or with extra separators.
+        let (m, e) = unsigned.split_once('&').unwrap();
+        assert!(forbidden(&format!("{e}&{m}&sig={sig}")), "reordered");
+        assert!(forbidden(&format!("sig={sig}&{unsigned}")), "sig first");
+        assert!(forbidden(&format!("{unsigned}&&sig={sig}")), "empty pair");
+        assert!(forbidden(&format!("{q}&")), "trailing separator");
+        assert!(forbidden(&q.replace("expires=", "expires=+")), "plus sign");
+        assert!(
+            forbidden(&q.replace("expires=", "expires=0")),
+            "leading zero"
+        );
+    }
+
+    #[test]
+    fn hex_is_lower_case_and_round_trips() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let mut text = String::new();
+        push_hex(&mut text, &bytes[..SIG_LEN]);
+        assert_eq!(&text[..8], "00010203");
+        assert_eq!(unhex_lower(&text).unwrap(), bytes[..SIG_LEN]);
+        let mut high = String::new();
+        push_hex(&mut high, &bytes[224..]);
+        assert_eq!(&high[..4], "e0e1");
+        assert_eq!(unhex_lower(&high).unwrap(), bytes[224..]);
+        assert!(unhex_lower(&high.to_uppercase()).is_none());
+        assert!(unhex_lower("").is_none());
     }
 
     #[test]

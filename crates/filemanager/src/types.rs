@@ -293,6 +293,10 @@ pub struct Download {
     pub range: Option<Range<u64>>,
     /// Whether the bytes come from the cache rather than storage.
     pub from_cache: bool,
+    /// The bytes of `body` in one piece, when they are already in memory (a download answered
+    /// through the content cache): a caller may send these and drop `body` unpolled, sparing a
+    /// stream hand-off per response.
+    pub in_memory: Option<Bytes>,
 }
 
 impl fmt::Debug for Download {
@@ -301,6 +305,7 @@ impl fmt::Debug for Download {
             .field("info", &self.info)
             .field("range", &self.range)
             .field("from_cache", &self.from_cache)
+            .field("in_memory", &self.in_memory.as_ref().map(Bytes::len))
             .finish_non_exhaustive()
     }
 }

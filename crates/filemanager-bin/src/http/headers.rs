@@ -2,9 +2,10 @@
 //! headers, entity-tag matching and HTTP dates.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use filemanager::FileInfo;
 
 use super::errors::AppError;
@@ -64,6 +65,12 @@ pub fn content_type(headers: &HeaderMap) -> Result<String, AppError> {
 /// `Content-Type` and `Content-Length` are added by the caller, which knows the body.
 pub fn describe(info: &FileInfo, from_cache: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
+    describe_into(&mut h, info, from_cache);
+    h
+}
+
+/// [`describe`], into headers the caller already has (a response's own), sparing a second map.
+pub fn describe_into(h: &mut HeaderMap, info: &FileInfo, from_cache: bool) {
     if let Some(etag) = info
         .etag
         .as_deref()
@@ -89,7 +96,6 @@ pub fn describe(info: &FileInfo, from_cache: bool) -> HeaderMap {
             h.insert(n, v);
         }
     }
-    h
 }
 
 /// Whether an `If-None-Match` header matches `etag` (weak comparison, RFC 9110 §13.1.2).
@@ -108,7 +114,26 @@ pub fn none_match(if_none_match: &HeaderValue, etag: Option<&str>) -> bool {
 
 /// An HTTP date (IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(t: &DateTime<Utc>) -> String {
-    t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+    // Written field by field: `format` interprets its pattern string on every call, and this
+    // runs on every download.
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let mut out = String::with_capacity(29);
+    // Writing to a `String` cannot fail.
+    let _ = write!(
+        out,
+        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+        DAYS[t.weekday().num_days_from_monday() as usize],
+        t.day(),
+        MONTHS[t.month0() as usize],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+    );
+    out
 }
 
 #[cfg(test)]
@@ -120,6 +145,14 @@ mod tests {
     fn dates_are_imf_fixdate() {
         let t = Utc.with_ymd_and_hms(1994, 11, 6, 8, 49, 37).unwrap();
         assert_eq!(http_date(&t), "Sun, 06 Nov 1994 08:49:37 GMT");
+        // Every weekday and month name, against chrono's own formatting.
+        for days in (0..400).step_by(9) {
+            let t = t + chrono::Duration::days(days) + chrono::Duration::seconds(days * 3671);
+            assert_eq!(
+                http_date(&t),
+                t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
+            );
+        }
     }
 
     #[test]

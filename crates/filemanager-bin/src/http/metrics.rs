@@ -12,14 +12,15 @@
 //! one), echoed in the response and attached to its log line. Logs show the path without its
 //! query — a presigned URL's signature lives there — and never a header value.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
+use std::hash::Hash;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::{HeaderName, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
@@ -35,20 +36,62 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// The service's metrics registry.
+///
+/// Counted on every request, so the hot path allocates nothing and takes no exclusive lock:
+/// label values are `&'static str`, each series is a set of atomics, and the maps holding them
+/// are only write-locked the first time a series appears (their label sets are bounded).
 #[derive(Debug, Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    requests: Series<(&'static str, &'static str, u16), AtomicU64>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    storage: Mutex<BTreeMap<&'static str, Histogram>>,
+    storage: Series<&'static str, Histogram>,
     next_id: AtomicU64,
 }
 
-#[derive(Debug, Default, Clone)]
+/// Series of one metric by label values.
+#[derive(Debug)]
+struct Series<K, V>(RwLock<HashMap<K, V>>);
+
+impl<K, V> Default for Series<K, V> {
+    fn default() -> Self {
+        Series(RwLock::new(HashMap::new()))
+    }
+}
+
+impl<K: Hash + Eq + Copy + Ord, V: Default> Series<K, V> {
+    /// Runs `f` on the series of `key`, creating it first if needed.
+    fn with(&self, key: K, f: impl Fn(&V)) {
+        // A poisoned lock only means a panic elsewhere while it was held; the atomics are
+        // still consistent.
+        if let Some(v) = self.0.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return f(v);
+        }
+        f(self
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key)
+            .or_default());
+    }
+
+    /// Runs `f` on every series, in label order (stable output for scrapers and tests).
+    fn each(&self, mut f: impl FnMut(K, &V)) {
+        let map = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut keys: Vec<K> = map.keys().copied().collect();
+        keys.sort();
+        for k in keys {
+            f(k, &map[&k]);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
 struct Histogram {
-    counts: [u64; BUCKETS.len()],
-    count: u64,
-    sum: f64,
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in nanoseconds: an integer can be added atomically.
+    sum_nanos: AtomicU64,
 }
 
 impl Metrics {
@@ -72,21 +115,22 @@ impl Metrics {
 
     fn observe_storage(&self, op: &'static str, took: Duration) {
         let secs = took.as_secs_f64();
-        let mut map = self.storage.lock().unwrap_or_else(|e| e.into_inner());
-        let h = map.entry(op).or_default();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                h.counts[i] += 1;
+        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.storage.with(op, |h| {
+            for (count, bound) in h.counts.iter().zip(BUCKETS) {
+                if secs <= bound {
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
             }
-        }
-        h.count += 1;
-        h.sum += secs;
+            h.count.fetch_add(1, Ordering::Relaxed);
+            h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        });
     }
 
-    fn count_request(&self, method: &str, route: &str, status: u16) {
-        let mut map = self.requests.lock().unwrap_or_else(|e| e.into_inner());
-        *map.entry((method.to_owned(), route.to_owned(), status))
-            .or_default() += 1;
+    fn count_request(&self, method: &'static str, route: &'static str, status: u16) {
+        self.requests.with((method, route, status), |n| {
+            n.fetch_add(1, Ordering::Relaxed);
+        });
     }
 
     fn request_id(&self) -> String {
@@ -106,18 +150,14 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP fm_http_requests_total HTTP requests by method, route and status.\n");
         out.push_str("# TYPE fm_http_requests_total counter\n");
-        for ((method, route, status), n) in self
-            .requests
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
+        self.requests.each(|(method, route, status), n| {
             let _ = writeln!(
                 out,
-                "fm_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {n}",
-                escape(route)
+                "fm_http_requests_total{{method=\"{method}\",route=\"{}\",status=\"{status}\"}} {}",
+                escape(route),
+                n.load(Ordering::Relaxed)
             );
-        }
+        });
         for (name, help, v) in [
             (
                 "fm_http_request_bytes_total",
@@ -135,26 +175,23 @@ impl Metrics {
         }
         out.push_str("# HELP fm_storage_seconds Latency of storage operations.\n");
         out.push_str("# TYPE fm_storage_seconds histogram\n");
-        for (op, h) in self
-            .storage
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+        self.storage.each(|op, h| {
+            for (bound, n) in BUCKETS.iter().zip(&h.counts) {
                 let _ = writeln!(
                     out,
-                    "fm_storage_seconds_bucket{{op=\"{op}\",le=\"{bound}\"}} {n}"
+                    "fm_storage_seconds_bucket{{op=\"{op}\",le=\"{bound}\"}} {}",
+                    n.load(Ordering::Relaxed)
                 );
             }
+            let count = h.count.load(Ordering::Relaxed);
+            let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
-                "fm_storage_seconds_bucket{{op=\"{op}\",le=\"+Inf\"}} {}",
-                h.count
+                "fm_storage_seconds_bucket{{op=\"{op}\",le=\"+Inf\"}} {count}"
             );
-            let _ = writeln!(out, "fm_storage_seconds_sum{{op=\"{op}\"}} {}", h.sum);
-            let _ = writeln!(out, "fm_storage_seconds_count{{op=\"{op}\"}} {}", h.count);
-        }
+            let _ = writeln!(out, "fm_storage_seconds_sum{{op=\"{op}\"}} {sum}");
+            let _ = writeln!(out, "fm_storage_seconds_count{{op=\"{op}\"}} {count}");
+        });
         out
     }
 }
@@ -163,18 +200,41 @@ fn escape(label: &str) -> String {
     label.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
+/// The `method` label: the standard methods by name, any other as `OTHER`, so a client
+/// inventing methods cannot grow the series without bound.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::POST => "POST",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+/// The `route` label: the template the router matched, as one of its own `&'static str`s.
+fn route_label(req: &Request) -> &'static str {
+    match req.extensions().get::<MatchedPath>() {
+        Some(m) => super::ROUTES
+            .iter()
+            .copied()
+            .find(|r| *r == m.as_str())
+            .unwrap_or("other"),
+        None => "unmatched",
+    }
+}
+
 /// Middleware: request id, a tracing span and one log line per request, and the request
 /// counter.
 pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |m| m.as_str())
-        .to_owned();
-    // The path only: the query may hold a presigned URL's signature.
-    let path = req.uri().path().to_owned();
+    let method = method_label(req.method());
+    let route = route_label(&req);
     let id = req
         .headers()
         .get(&X_REQUEST_ID)
@@ -186,13 +246,20 @@ pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next
                     .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map_or_else(|| state.metrics.request_id(), str::to_owned);
-    let id_value = HeaderValue::from_str(&id).unwrap_or(HeaderValue::from_static("invalid"));
+    // The path only: the query may hold a presigned URL's signature. The span records its
+    // fields only when enabled, so borrowing them costs nothing at the default level.
+    let span = tracing::info_span!(
+        "request",
+        id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    let id_value = HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("invalid"));
     req.headers_mut().insert(X_REQUEST_ID, id_value.clone());
 
-    let span = tracing::info_span!("request", id = %id, %method, %path);
     let mut resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
-    state.metrics.count_request(&method, &route, status);
+    state.metrics.count_request(method, route, status);
     span.in_scope(|| {
         tracing::info!(
             status,
@@ -221,5 +288,21 @@ mod tests {
         assert!(text.contains("fm_http_response_bytes_total 5"));
         assert!(text.contains("fm_storage_seconds_bucket{op=\"download\",le=\"0.005\"} 1"));
         assert!(text.contains("fm_storage_seconds_count{op=\"download\"} 1"));
+        assert!(text.contains("fm_storage_seconds_sum{op=\"download\"} 0.003\n"));
+        m.count_request("GET", "/v1/files/{*loc}", 200);
+        m.count_request("PUT", "/v1/files/{*loc}", 201);
+        let text = m.render();
+        assert!(text.contains(
+            "fm_http_requests_total{method=\"GET\",route=\"/v1/files/{*loc}\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "fm_http_requests_total{method=\"PUT\",route=\"/v1/files/{*loc}\",status=\"201\"} 1"
+        ));
+    }
+
+    #[test]
+    fn labels_are_bounded() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "OTHER");
     }
 }

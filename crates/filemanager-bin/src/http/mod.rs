@@ -112,24 +112,46 @@ impl AppState {
     }
 }
 
+/// Route templates: the router's, and the only `route` metric labels besides `unmatched`.
+pub const ROUTES: [&str; 9] = [
+    FILES_ROUTE,
+    META_ROUTE,
+    LIST_ROUTE,
+    UPLOAD_URL_ROUTE,
+    DOWNLOAD_URL_ROUTE,
+    HEALTHZ_ROUTE,
+    READYZ_ROUTE,
+    METRICS_ROUTE,
+    OPENAPI_ROUTE,
+];
+const FILES_ROUTE: &str = "/v1/files/{*loc}";
+const META_ROUTE: &str = "/v1/meta/{*loc}";
+const LIST_ROUTE: &str = "/v1/list/{*scope}";
+const UPLOAD_URL_ROUTE: &str = "/v1/urls/upload";
+const DOWNLOAD_URL_ROUTE: &str = "/v1/urls/download";
+const HEALTHZ_ROUTE: &str = "/healthz";
+const READYZ_ROUTE: &str = "/readyz";
+const METRICS_ROUTE: &str = "/metrics";
+const OPENAPI_ROUTE: &str = "/openapi.json";
+
 /// The service's routes, with CORS (when configured), request ids, logs and metrics.
 pub fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .route(
-            "/v1/files/{*loc}",
+            FILES_ROUTE,
             get(routes::download)
                 .head(routes::download)
                 .put(routes::upload)
                 .delete(routes::delete),
         )
-        .route("/v1/meta/{*loc}", get(routes::metadata))
-        .route("/v1/list/{*scope}", get(routes::list))
-        .route("/v1/urls/upload", post(presigned::upload_url))
-        .route("/v1/urls/download", post(presigned::download_url))
-        .route("/healthz", get(routes::healthz))
-        .route("/readyz", get(routes::readyz))
-        .route("/metrics", get(routes::metrics))
-        .route("/openapi.json", get(routes::openapi))
+        .route(META_ROUTE, get(routes::metadata))
+        .route(LIST_ROUTE, get(routes::list))
+        .route(UPLOAD_URL_ROUTE, post(presigned::upload_url))
+        .route(DOWNLOAD_URL_ROUTE, post(presigned::download_url))
+        .route(HEALTHZ_ROUTE, get(routes::healthz))
+        .route(READYZ_ROUTE, get(routes::readyz))
+        .route(METRICS_ROUTE, get(routes::metrics))
+        .route(OPENAPI_ROUTE, get(routes::openapi))
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state.clone());

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use axum::body::Body as HttpBody;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use filemanager::{
     Body, DownloadOptions, Error, FileInfo, ListOptions, Location, Scope, StorageLevel,
@@ -183,16 +183,23 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
         .metrics
         .time("download", state.fm.download(&location, &opts))
         .await?;
-    let metrics_state = state.clone();
-    let body = dl.body.inspect_ok(move |chunk| {
-        metrics_state.metrics.add_bytes_out(chunk.len() as u64);
-    });
-    Ok(file_response(
-        &dl.info,
-        dl.from_cache,
-        dl.range,
-        HttpBody::from_stream(body.boxed()),
-    ))
+    let body = match dl.in_memory {
+        // A cache hit is one buffer already: handed to hyper as is, it goes out with the
+        // headers in one write, with no stream to poll. Counted when handed over rather than
+        // as sent, which for a few KiB is the same thing.
+        Some(bytes) => {
+            state.metrics.add_bytes_out(bytes.len() as u64);
+            HttpBody::from(bytes)
+        }
+        None => {
+            let metrics_state = state.clone();
+            let body = dl.body.inspect_ok(move |chunk| {
+                metrics_state.metrics.add_bytes_out(chunk.len() as u64);
+            });
+            HttpBody::from_stream(body.boxed())
+        }
+    };
+    Ok(file_response(&dl.info, dl.from_cache, dl.range, body))
 }
 
 /// A 200 (or 206 with `range`) answer carrying `body` and the file's headers.
@@ -202,7 +209,9 @@ fn file_response(
     range: Option<std::ops::Range<u64>>,
     body: HttpBody,
 ) -> Response {
-    let mut h: HeaderMap = headers::describe(info, from_cache);
+    let mut resp = Response::new(body);
+    let h = resp.headers_mut();
+    headers::describe_into(h, info, from_cache);
     if let Ok(ct) = HeaderValue::from_str(&info.content_type) {
         h.insert(header::CONTENT_TYPE, ct);
     }
@@ -222,8 +231,7 @@ fn file_response(
         None => (StatusCode::OK, info.size),
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().extend(h);
+    *resp.status_mut() = status;
     resp
 }
 

@@ -7,7 +7,7 @@ use filemanager_cache::{Cache, Fill};
 use futures::StreamExt;
 
 use super::{FileManager, collect, file_info, quoted, reading};
-use crate::cache_io::{CachedMeta, frame, unframe};
+use crate::cache_io::{CachedMeta, frame, unframe, unframe_memo};
 use crate::error::{Error, Result};
 use crate::location::Location;
 use crate::meta::Encoding;
@@ -81,7 +81,7 @@ impl FileManager {
             })
             .await
             .map_err(|e| (*e).clone())?;
-        match CachedMeta::from_bytes(&loaded.value) {
+        match self.inner.memo.parse(&key, &loaded.value) {
             Some(meta) => Ok(meta),
             // Not ours or damaged: answer from storage, and let the next write replace it.
             None => self.stored_meta(location).await,
@@ -135,7 +135,7 @@ impl FileManager {
             })
             .await;
         match loaded {
-            Ok(l) => match unframe(&l.value) {
+            Ok(l) => match unframe_memo(&l.value, &self.inner.memo, &key) {
                 Some((meta, plain)) => Ok(Some((meta, plain, l.tier.is_some()))),
                 None => Ok(None),
             },

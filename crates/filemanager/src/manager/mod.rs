@@ -13,7 +13,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
 
 use crate::body::{self, Body};
-use crate::cache_io::CacheSetup;
+use crate::cache_io::{CacheSetup, DescriptionMemo};
 use crate::codec_io::{Codec, KeyConfig};
 use crate::error::{Error, Result};
 use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
@@ -48,6 +48,8 @@ struct Inner {
     max_upload_bytes: Option<u64>,
     presigner: Option<Presigner>,
     cache: Option<Cache>,
+    /// Parsed descriptions of cache entries (see [`DescriptionMemo`]).
+    memo: DescriptionMemo,
 }
 
 /// Builds a [`FileManager`] from explicit settings.
@@ -93,6 +95,7 @@ impl FileManagerBuilder {
         Ok(FileManager {
             inner: Arc::new(Inner {
                 cache: self.cache.map(CacheSetup::open).transpose()?,
+                memo: DescriptionMemo::default(),
                 presigner: self.presign.as_ref().map(Presigner::new).transpose()?,
                 store: self.storage.open()?,
                 codec: Codec::new(self.keys)?,
@@ -309,6 +312,7 @@ impl FileManager {
             };
             return Ok(Download {
                 info: meta.info,
+                in_memory: Some(body.clone()),
                 body: futures::stream::once(async move { Ok(body) }).boxed(),
                 range,
                 from_cache,
@@ -341,6 +345,7 @@ impl FileManager {
                     body,
                     range: None,
                     from_cache: false,
+                    in_memory: None,
                 })
             }
             Some(range) => {
@@ -352,6 +357,7 @@ impl FileManager {
                     body,
                     range: Some(range),
                     from_cache: false,
+                    in_memory: None,
                 })
             }
         }

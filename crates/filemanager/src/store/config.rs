@@ -287,6 +287,16 @@ fn build_s3(cfg: &S3Config) -> Result<Arc<object_store::aws::AmazonS3>> {
         .with_bucket_name(&cfg.bucket)
         .with_region(&cfg.region)
         .with_retry(retry_config(cfg.retry_timeout))
+        // SigV4 with `UNSIGNED-PAYLOAD`: the request (method, path, headers) is still signed,
+        // but the client no longer computes a SHA-256 of every part body, which cost uploads a
+        // large share of their throughput (and the server hashes the body again to check it).
+        // Integrity of the bytes does not rest on that hash: TLS protects them on the wire, and
+        // encrypted files carry an AES-GCM tag per chunk that the codec checks on every read.
+        // (Over a plain `http://` endpoint a plaintext file's body is now unprotected in
+        // transit, as its downloads always were.) S3, Garage and MinIO accept it. Presigned
+        // URLs (`with_signer` below) are unaffected: object_store always signs those as
+        // `UNSIGNED-PAYLOAD`, since it never sees their body.
+        .with_unsigned_payload(true)
         .with_client_options(
             object_store::ClientOptions::new()
                 .with_connect_timeout(cfg.connect_timeout)
