@@ -78,10 +78,13 @@ pub(crate) async fn write_stream(
                     attributes: put.attributes,
                     ..Default::default()
                 };
-                let upload = store
-                    .put_multipart_opts(path, opts)
-                    .await
-                    .map_err(WriteError::Store)?;
+                let mut tries = 0;
+                let upload = loop {
+                    match store.put_multipart_opts(path, opts.clone()).await {
+                        Err(e) if lost_directory(&e) && tries < DIRECTORY_TRIES => tries += 1,
+                        other => break other.map_err(WriteError::Store)?,
+                    }
+                };
                 multipart = Some(Multipart::new(upload));
             }
             let mp = multipart.as_mut().expect("started above");
@@ -91,10 +94,17 @@ pub(crate) async fn write_stream(
 
     let rest = pending.take(pending.len);
     match multipart {
-        None => store
-            .put_opts(path, rest, opts.take().expect("options are used once"))
-            .await
-            .map_err(WriteError::Store),
+        None => {
+            let opts = opts.take().expect("options are used once");
+            let mut tries = 0;
+            loop {
+                // The payload is shared buffers: a retry costs no copy.
+                match store.put_opts(path, rest.clone(), opts.clone()).await {
+                    Err(e) if lost_directory(&e) && tries < DIRECTORY_TRIES => tries += 1,
+                    other => break other.map_err(WriteError::Store),
+                }
+            }
+        }
         Some(mut mp) => {
             if rest.content_length() > 0 {
                 mp.send(rest).await.map_err(|e| gone(e, &before))?;
@@ -102,6 +112,29 @@ pub(crate) async fn write_stream(
             mp.complete().await.map_err(|e| gone(e, &before))
         }
     }
+}
+
+/// How often a write starts again when its directory vanished under it.
+const DIRECTORY_TRIES: u32 = 4;
+
+/// Whether a write failed before taking any of its body because the directory it was creating
+/// its staging file in was removed meanwhile: on local disk, deleting a directory's last file
+/// removes the emptied directory, which can race a write creating a file there. Starting the
+/// write again is safe (nothing was written) and recreates the directory. Backends report a
+/// missing object as `NotFound`, never as an I/O error inside `Generic`, so only local disk
+/// ever matches.
+fn lost_directory(e: &object_store::Error) -> bool {
+    if !matches!(e, object_store::Error::Generic { .. }) {
+        return false;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::NotFound;
+        }
+        current = err.source();
+    }
+    false
 }
 
 /// The ETag of the object at `path`, `None` when there is none.
@@ -226,6 +259,46 @@ impl Drop for Multipart {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_vanished_directory_is_retried() {
+        let generic = |kind| object_store::Error::Generic {
+            store: "LocalFileSystem",
+            source: Box::new(std::io::Error::new(kind, "x")),
+        };
+        assert!(lost_directory(&generic(std::io::ErrorKind::NotFound)));
+        assert!(!lost_directory(&generic(std::io::ErrorKind::StorageFull)));
+        let missing = object_store::Error::NotFound {
+            path: "p".into(),
+            source: Box::new(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        assert!(!lost_directory(&missing));
+    }
+
+    #[tokio::test]
+    async fn local_disk_errors_carry_their_io_error() {
+        // The classification above depends on finding the I/O error in the chain of a real
+        // local-disk failure: here the parent "directory" is a file.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let err = store
+            .put_opts(
+                &Path::from("f/g"),
+                PutPayload::from_static(b"y"),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+        let mut found = false;
+        while let Some(e) = current {
+            found |= e.downcast_ref::<std::io::Error>().is_some();
+            current = e.source();
+        }
+        assert!(found, "{err}");
+        assert!(!lost_directory(&err), "not a vanished directory: {err}");
+    }
 
     #[test]
     fn parts_are_cut_exactly_without_losing_bytes() {
