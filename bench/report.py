@@ -204,7 +204,8 @@ if runs.get("up256/os_unsigned"):
       f"{fmt('mibs', med('up256/os_signed', 'mibs'))} MiB/s with a signed payload (SHA-256 of every "
       f"part, verified again by Garage) and {fmt('mibs', med('up256/os_unsigned', 'mibs'))} MiB/s with "
       f"UNSIGNED-PAYLOAD, against {fmt('mibs', med('up256/raw', 'mibs'))} MiB/s for the raw presigned "
-      "PUT. FileManager's S3 client signs payloads.")
+      "PUT. FileManager's S3 client sends UNSIGNED-PAYLOAD (the integrity of encrypted files rests "
+      "on their AES-GCM tags, of all files in transit on TLS), like the second of these.")
 if runs.get("big64/rclone_nocache"):
     w(f"- **Large downloads vs rclone (pair 5)**: rclone with `--vfs-cache-mode full` serves the "
       "64 MiB file from its local plaintext disk cache; FileManager caches only items up to "

@@ -530,14 +530,15 @@ impl FileManager {
 
 /// Runs a read again when the file changed between its requests (a write got in between), so
 /// the reader gets the new version instead of an error. The tries back off (5 ms doubling to
-/// 160 ms, with jitter) so that a burst of writes to one file can pass. Bounded: a file
-/// rewritten faster than it can be read still fails, with a retryable 503-class error.
+/// 320 ms, with jitter; about 1.3 s in all) so that a burst of writes to one file can pass.
+/// Bounded: a file rewritten faster than it can be read still fails, with a retryable
+/// 503-class error.
 async fn reading<T, F, Fut>(mut read: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    const TRIES: u32 = 7;
+    const TRIES: u32 = 10;
     let mut tries = 0;
     loop {
         match read().await {
@@ -548,7 +549,7 @@ where
                         reason: "the file kept changing while it was being read; try again".into(),
                     });
                 }
-                let base = 5u64 << (tries - 1);
+                let base = 5u64 << (tries - 1).min(6);
                 // Jitter from the clock's low bits: readers that collided should not retry in
                 // step. No randomness source is needed for that.
                 let jitter = u64::from(Utc::now().timestamp_subsec_nanos()) % (base / 2 + 1);
