@@ -236,6 +236,8 @@ impl Error {
     /// Re-labels a storage failure that happened while reading `key` as a download failure.
     pub(crate) fn during_download(self, key: &str) -> Self {
         match self {
+            // Kept as is: the reader starts over on it (see `is_changed`).
+            changed if changed.is_changed() => changed,
             Error::StorageError { reason, .. } => Error::FileDownloadError {
                 key: key.to_owned(),
                 reason,

@@ -297,6 +297,11 @@ fn build_s3(cfg: &S3Config) -> Result<Arc<object_store::aws::AmazonS3>> {
         // URLs (`with_signer` below) are unaffected: object_store always signs those as
         // `UNSIGNED-PAYLOAD`, since it never sees their body.
         .with_unsigned_payload(true)
+        // FileManager deletes one key at a time. object_store sends even one key as a bulk
+        // `DeleteObjects` POST, whose per-key failures come back inside a 200 and are never
+        // retried; a cluster that lost a node answers exactly that way for a moment. A plain
+        // `DELETE /key` gets the same retries as every other request.
+        .with_disable_bulk_delete(true)
         .with_client_options(
             object_store::ClientOptions::new()
                 .with_connect_timeout(cfg.connect_timeout)

@@ -66,6 +66,17 @@ fn classify_source(err: &(dyn std::error::Error + 'static)) -> (String, bool) {
             let transient = status >= 500 || status == 429;
             return (format!("the backend answered HTTP {status}"), transient);
         }
+        // S3 may answer 200 with an error document (CompleteMultipartUpload does); object_store
+        // then reports "error response" with the body and no status. The S3 codes for a busy
+        // or degraded server are as transient as a 503.
+        let text = e.to_string();
+        if text.contains("error response")
+            && ["InternalError", "ServiceUnavailable", "SlowDown"]
+                .iter()
+                .any(|code| text.contains(&format!("<Code>{code}</Code>")))
+        {
+            return ("the backend reported an internal error".into(), true);
+        }
         if let Some(http) = e.downcast_ref::<HttpError>() {
             let (what, transient) = match http.kind() {
                 HttpErrorKind::Connect => ("could not connect to the backend", true),
@@ -157,6 +168,25 @@ mod tests {
             source: "Server returned non-2xx status code: 503 Slow Down".into(),
         };
         assert!(!map(err, "k").is_changed());
+    }
+
+    #[test]
+    fn an_error_document_of_a_busy_server_is_transient() {
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: "Error performing POST http://h/b/k?uploadId=1 - Server returned error \
+                     response: <Error><Code>InternalError</Code><Message>x</Message></Error>"
+                .into(),
+        };
+        let mapped = map(err, "k");
+        assert!(mapped.is_retryable(), "{mapped}");
+        assert!(!mapped.to_string().contains("http://"), "{mapped}");
+        let err = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned error response: <Error><Code>AccessDenied</Code></Error>"
+                .into(),
+        };
+        assert!(!map(err, "k").is_retryable());
     }
 
     #[test]
