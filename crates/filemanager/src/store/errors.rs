@@ -60,16 +60,15 @@ fn classify(err: &object_store::Error) -> (String, bool) {
 /// Walks the error's source chain looking for an HTTP status, a transport failure or an I/O
 /// error, the three things that decide whether a retry makes sense.
 fn classify_source(err: &(dyn std::error::Error + 'static)) -> (String, bool) {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(status) = status_in_message(e) {
+    for e in sources(err) {
+        let text = e.to_string();
+        if let Some(status) = status_in_text(&text) {
             let transient = status >= 500 || status == 429;
             return (format!("the backend answered HTTP {status}"), transient);
         }
         // S3 may answer 200 with an error document (CompleteMultipartUpload does); object_store
         // then reports "error response" with the body and no status. The S3 codes for a busy
         // or degraded server are as transient as a 503.
-        let text = e.to_string();
         if text.contains("error response")
             && ["InternalError", "ServiceUnavailable", "SlowDown"]
                 .iter()
@@ -91,27 +90,25 @@ fn classify_source(err: &(dyn std::error::Error + 'static)) -> (String, bool) {
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return io_reason(io);
         }
-        current = e.source();
     }
     ("the backend failed".into(), false)
 }
 
+/// `err` and the errors behind it, outermost first (`Error::sources` is not stable yet).
+pub(crate) fn sources<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |e| e.source())
+}
+
 /// The first HTTP status named along the error's source chain.
 fn status_in_chain(err: &(dyn std::error::Error + 'static)) -> Option<u16> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
-    while let Some(e) = current {
-        if let Some(status) = status_in_message(e) {
-            return Some(status);
-        }
-        current = e.source();
-    }
-    None
+    sources(err).find_map(|e| status_in_text(&e.to_string()))
 }
 
 /// object_store does not export its retry error type, only its message, which reads
 /// "… status code: 503 …" for an HTTP failure; this digs the status out of it.
-fn status_in_message(e: &(dyn std::error::Error + 'static)) -> Option<u16> {
-    let text = e.to_string();
+fn status_in_text(text: &str) -> Option<u16> {
     let at = text.find("status code: ")? + "status code: ".len();
     let digits = text.get(at..at + 3)?;
     digits.parse().ok().filter(|s| (100..600).contains(s))

@@ -29,7 +29,7 @@ use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions};
+use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt, PutOptions};
 
 pub(crate) use config::raw_s3;
 pub use config::{S3Config, StorageConfig};
@@ -261,23 +261,10 @@ impl Store {
                 .get_opts(&path, GetOptions::default())
                 .await
                 .map_err(|e| errors::map(e, key))?;
-            let meta = got.meta.clone();
-            let Some(file) = local_read::into_file(got) else {
-                return Err(integrity(key, "local storage returned no file"));
-            };
-            let want = (meta.size as usize).min(record::ENVELOPE_MAX) as u64;
-            if want == 0 {
+            if got.meta.size == 0 {
                 return Err(integrity(key, "empty object without an envelope"));
             }
-            let head = local_read::read_at(&file, 0..want, key).await?;
-            match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
-                EnvelopeParse::Done(record, len) => {
-                    let mut info = ObjectInfo::new(record, meta, len);
-                    info.pinned = Some(file);
-                    Ok(info)
-                }
-                EnvelopeParse::NeedMore => Err(integrity(key, "truncated envelope")),
-            }
+            Ok(open_pinned(got, key).await?.0)
         } else {
             let meta = self
                 .inner
@@ -324,24 +311,14 @@ impl Store {
             return Ok((info, local_read::stream(got, key)));
         }
         if self.name == "local" {
-            let Some(file) = local_read::into_file(got) else {
-                return Err(integrity(key, "local storage returned no file"));
-            };
             // The description stays pinned to the open file, so a later read of this version
             // (the codec's footer, for one) cannot meet a newer file.
-            let want = (meta.size as usize).min(record::ENVELOPE_MAX) as u64;
-            let head = local_read::read_at(&file, 0..want, key).await?;
-            return match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
-                EnvelopeParse::Done(record, len) => {
-                    let mut info = ObjectInfo::new(record, meta.clone(), len);
-                    info.pinned = Some(file.clone());
-                    let first = head.slice(len..);
-                    let rest = local_read::pinned_stream(file, want..meta.size, key);
-                    let first = futures::stream::iter((!first.is_empty()).then_some(Ok(first)));
-                    Ok((info, first.chain(rest).boxed()))
-                }
-                EnvelopeParse::NeedMore => Err(integrity(key, "truncated envelope")),
-            };
+            let (info, first) = open_pinned(got, key).await?;
+            let file = info.pinned.clone().expect("open_pinned pins");
+            let read = info.body_offset + first.len() as u64;
+            let rest = local_read::pinned_stream(file, read..meta.size, key);
+            let first = futures::stream::iter((!first.is_empty()).then_some(Ok(first)));
+            return Ok((info, first.chain(rest).boxed()));
         }
         let mut stream = local_read::stream(got, key);
         let mut head = BytesMut::new();
@@ -540,6 +517,25 @@ impl Store {
         let mut all: Vec<String> = entries.try_collect().await?;
         all.sort_unstable();
         Ok(futures::stream::iter(all.into_iter().map(Ok)).boxed())
+    }
+}
+
+/// The description of a local file from its open handle, pinned to it, and the bytes of the
+/// body read along with the envelope (the first up-to-`ENVELOPE_MAX` bytes, less the envelope).
+async fn open_pinned(got: GetResult, key: &str) -> Result<(ObjectInfo, Bytes)> {
+    let meta = got.meta.clone();
+    let Some(file) = local_read::into_file(got) else {
+        return Err(integrity(key, "local storage returned no file"));
+    };
+    let want = (meta.size as usize).min(record::ENVELOPE_MAX) as u64;
+    let head = local_read::read_at(&file, 0..want, key).await?;
+    match record::parse_envelope(&head).map_err(|r| integrity(key, r))? {
+        EnvelopeParse::Done(record, len) => {
+            let mut info = ObjectInfo::new(record, meta, len);
+            info.pinned = Some(file);
+            Ok((info, head.slice(len..)))
+        }
+        EnvelopeParse::NeedMore => Err(integrity(key, "truncated envelope")),
     }
 }
 

@@ -58,9 +58,9 @@ pub(crate) async fn write_stream(
     }
     let mut multipart: Option<Multipart> = None;
     let mut opts = Some(opts);
-    // What the key held when the multipart upload began; see `WriteError::Gone`.
+    // What the key held when the multipart upload began; see `WriteError::Multipart`.
     let mut before: Option<Option<String>> = None;
-    let gone =
+    let failed =
         |error: object_store::Error, before: &Option<Option<String>>| WriteError::Multipart {
             error,
             before: before.clone().flatten(),
@@ -88,7 +88,7 @@ pub(crate) async fn write_stream(
                 multipart = Some(Multipart::new(upload));
             }
             let mp = multipart.as_mut().expect("started above");
-            mp.send(part).await.map_err(|e| gone(e, &before))?;
+            mp.send(part).await.map_err(|e| failed(e, &before))?;
         }
     }
 
@@ -107,9 +107,9 @@ pub(crate) async fn write_stream(
         }
         Some(mut mp) => {
             if rest.content_length() > 0 {
-                mp.send(rest).await.map_err(|e| gone(e, &before))?;
+                mp.send(rest).await.map_err(|e| failed(e, &before))?;
             }
-            mp.complete().await.map_err(|e| gone(e, &before))
+            mp.complete().await.map_err(|e| failed(e, &before))
         }
     }
 }
@@ -127,14 +127,9 @@ fn lost_directory(e: &object_store::Error) -> bool {
     if !matches!(e, object_store::Error::Generic { .. }) {
         return false;
     }
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            return io.kind() == std::io::ErrorKind::NotFound;
-        }
-        current = err.source();
-    }
-    false
+    super::errors::sources(e)
+        .find_map(|err| err.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
 }
 
 /// The ETag of the object at `path`, `None` when there is none.
@@ -290,12 +285,8 @@ mod tests {
             )
             .await
             .unwrap_err();
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(&err);
-        let mut found = false;
-        while let Some(e) = current {
-            found |= e.downcast_ref::<std::io::Error>().is_some();
-            current = e.source();
-        }
+        let found = super::super::errors::sources(&err)
+            .any(|e| e.downcast_ref::<std::io::Error>().is_some());
         assert!(found, "{err}");
         assert!(!lost_directory(&err), "not a vanished directory: {err}");
     }
