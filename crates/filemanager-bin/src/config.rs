@@ -21,7 +21,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use filemanager::{
-    CacheSetup, CacheTier2, FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig,
+    CacheSetup, CacheTier2, FileManager, KeyConfig, LargeFileSetup, PresignConfig, S3Config,
+    StorageConfig,
 };
 use zeroize::Zeroizing;
 
@@ -253,6 +254,13 @@ pub fn cache(data_dir: &DataDir) -> anyhow::Result<Option<CacheSetup>> {
     Ok(Some(setup))
 }
 
+/// The service's large-file tier (local copies of files too large for the cache, for a
+/// remote backend): `CACHE_LARGE_MAX_BYTES` (default 4 GiB, `0` off) in `CACHE_LARGE_DIR`,
+/// by default `{data_dir}/cache-large`.
+pub fn large_files(data_dir: &DataDir) -> anyhow::Result<Option<LargeFileSetup>> {
+    Ok(LargeFileSetup::from_env(data_dir.file("cache-large"))?)
+}
+
 /// Builds the manager the way `serve` and the CLI both do: storage, keys (checked against
 /// `key-check`), upload limit, presigned URLs rooted at `base_url`, and the cache when given
 /// (the service has one; a one-shot CLI command does not).
@@ -262,6 +270,7 @@ pub fn build(
     storage: StorageConfig,
     base_url: String,
     cache: Option<CacheSetup>,
+    large: Option<LargeFileSetup>,
 ) -> anyhow::Result<Built> {
     let mut notes = Vec::new();
     let keys = data_dir.encryption_keys(&mut notes)?;
@@ -284,6 +293,7 @@ pub fn build(
         .max_upload_bytes(common.max_upload_bytes)
         .presign(Some(PresignConfig { base_url, secret }))
         .cache(cache)
+        .large_files(large)
         .build()?;
     Ok(Built { fm, notes })
 }

@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use filemanager::{CacheSetup, StorageConfig};
+use filemanager::{CacheSetup, LargeFileSetup, StorageConfig};
 use harness::*;
 use ring::hmac;
 use serde_json::{Value, json};
@@ -84,6 +84,8 @@ impl Env {
                 },
             },
             cache: Some(CacheSetup::with_disk(data.join("cache"))),
+            // As `serve` sets it up (used with the S3 backend only).
+            large: Some(LargeFileSetup::new(data.join("cache-large"), 1 << 30)),
             max_upload: Some(MAX_UPLOAD),
             domains: vec![d.clone(), d2.clone()],
         })

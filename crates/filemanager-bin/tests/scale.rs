@@ -31,7 +31,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use filemanager::cache::CacheConfig;
-use filemanager::{CacheSetup, CacheTier2, StorageConfig};
+use filemanager::{CacheSetup, CacheTier2, LargeFileSetup, StorageConfig};
 use harness::*;
 use workload::{Workload, key_space};
 
@@ -97,6 +97,21 @@ fn report(name: &str, w: &Workload, elapsed: Duration) {
                 s.bus_resyncs
             );
         }
+        if let Some(s) = i.fm.large_file_stats() {
+            println!(
+                "large files {}: hits {} misses {} fills {} discarded {} evictions {} damaged {} \
+                 | {} copies, {} MiB",
+                i.base,
+                s.hits,
+                s.misses,
+                s.fills,
+                s.fills_discarded,
+                s.evictions,
+                s.damaged,
+                s.files,
+                s.bytes >> 20
+            );
+        }
     }
 }
 
@@ -122,6 +137,7 @@ async fn mixed_workload_single_node() {
                 Ok("bucket") => CacheSetup::from_env().unwrap().expect("cache from env"),
                 _ => CacheSetup::with_disk(dir.path().join("cache")),
             }),
+            large: Some(LargeFileSetup::new(dir.path().join("cache-large"), 1 << 30)),
             max_upload: None,
             domains: Vec::new(),
         })
@@ -198,6 +214,7 @@ async fn scale_out_node_kill() {
             Instance::start(InstanceConfig {
                 storage: StorageConfig::S3(cluster.s3_config(&balancer.url(), "APP_BUCKET")),
                 cache: Some(cache),
+                large: Some(LargeFileSetup::new(dir.path().join("cache-large"), 1 << 30)),
                 max_upload: None,
                 domains: Vec::new(),
             })
@@ -309,6 +326,7 @@ async fn cache_coherence_hot_keys_local() {
                 config: CacheConfig::default(),
                 tier2,
             }),
+            large: None,
             max_upload: None,
             domains: Vec::new(),
         })

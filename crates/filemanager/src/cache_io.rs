@@ -45,6 +45,14 @@ pub enum CacheTier2 {
     Bucket(S3Config),
 }
 
+/// `FM_DATA_DIR`, or `./data`: where the embedded default keeps its files and caches.
+pub(crate) fn default_data_dir() -> PathBuf {
+    std::env::var_os("FM_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("./data"))
+}
+
 /// The cache settings of a manager.
 #[derive(Debug, Clone)]
 pub struct CacheSetup {
@@ -96,13 +104,10 @@ impl CacheSetup {
                 CacheTier2::Bucket(s3)
             }
             _ => {
-                let dir = config.l2_dir.clone().unwrap_or_else(|| {
-                    let data = std::env::var("FM_DATA_DIR")
-                        .ok()
-                        .filter(|d| !d.is_empty())
-                        .unwrap_or_else(|| "./data".into());
-                    PathBuf::from(data).join("cache")
-                });
+                let dir = config
+                    .l2_dir
+                    .clone()
+                    .unwrap_or_else(|| default_data_dir().join("cache"));
                 CacheTier2::Disk {
                     dir,
                     max_bytes: config.l2_max_bytes,

@@ -42,6 +42,7 @@ mod cache_io;
 mod codec_io;
 mod error;
 mod global;
+mod large;
 pub mod location;
 mod manager;
 pub mod meta;
@@ -60,6 +61,7 @@ pub use filemanager_cache as cache;
 /// The at-rest format: key ring and codec types, for callers that manage keys themselves.
 pub use filemanager_codec as codec;
 pub use global::{download_file_with_cache, file_manager, set_global, upload_file_with_cache};
+pub use large::{LargeFileSetup, LargeFileStats};
 pub use location::{Domain, Filename, Location, Scope, StorageLevel, UserId};
 pub use manager::{FileManager, FileManagerBuilder, MAX_LIST_KEYS};
 pub use presign::{FILES_ROUTE, PresignConfig, PresignMethod, PresignUpload, PresignedGrant};

@@ -27,6 +27,7 @@ pub async fn run(common: &CommonArgs, json: bool, cmd: Command) -> anyhow::Resul
         storage,
         config::base_url(common, &common.listen),
         None,
+        None,
     )?;
     // Only news (a key file just created) is worth interrupting a script's stderr for.
     for note in built.notes.iter().filter(|n| n.starts_with("created")) {

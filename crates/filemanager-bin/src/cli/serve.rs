@@ -52,6 +52,7 @@ pub async fn run(common: &CommonArgs, args: ServeArgs) -> anyhow::Result<()> {
         storage,
         config::base_url(common, &addr.to_string()),
         config::cache(&data_dir)?,
+        config::large_files(&data_dir)?,
     )?;
     for note in &built.notes {
         tracing::info!("{note}");

@@ -328,11 +328,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, AppError>
     }
 }
 
-/// `GET /metrics`: Prometheus text format, the service's own counters and the cache's.
+/// `GET /metrics`: Prometheus text format, the service's own counters, the cache's and the
+/// large-file tier's.
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let mut text = state.metrics.render();
     if let Some(stats) = state.fm.cache_stats() {
         text.push_str(&stats.to_prometheus("fm_cache"));
+    }
+    if let Some(stats) = state.fm.large_file_stats() {
+        text.push_str(&stats.to_prometheus("fm_large_files"));
     }
     (
         [(

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use filemanager::{CacheSetup, FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig};
+use filemanager::{
+    CacheSetup, FileManager, KeyConfig, LargeFileSetup, PresignConfig, S3Config, StorageConfig,
+};
 use filemanager_bin::http::auth::{Claims, sign_user_token};
 use filemanager_bin::http::{self, AppState, ServiceConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -74,6 +76,8 @@ pub fn now_secs() -> u64 {
 pub struct InstanceConfig {
     pub storage: StorageConfig,
     pub cache: Option<CacheSetup>,
+    /// Local copies of large files, as `serve` keeps them for a remote backend.
+    pub large: Option<LargeFileSetup>,
     pub max_upload: Option<u64>,
     /// `FM_DOMAINS`; empty serves all.
     pub domains: Vec<String>,
@@ -106,6 +110,7 @@ impl Instance {
             .keys(KeyConfig::from_values(KEY_HEX, &[]).unwrap())
             .max_upload_bytes(cfg.max_upload)
             .cache(cfg.cache)
+            .large_files(cfg.large)
             .presign(Some(PresignConfig {
                 base_url: base.clone(),
                 secret: zeroize::Zeroizing::new(PRESIGN_SECRET.to_vec()),

@@ -9,9 +9,11 @@ use futures::StreamExt;
 use super::{FileManager, collect, file_info, quoted, reading};
 use crate::cache_io::{CachedMeta, frame, unframe, unframe_memo};
 use crate::error::{Error, Result};
+use crate::large::{Filling, Version};
 use crate::location::Location;
-use crate::meta::Encoding;
-use crate::types::FileInfo;
+use crate::meta::{Encoding, ObjectRecord};
+use crate::store::{ByteStream, ObjectInfo};
+use crate::types::{Download, DownloadOptions, FileInfo};
 
 /// Why a content load did not produce a cache entry.
 enum Load {
@@ -158,5 +160,151 @@ impl FileManager {
         }
         let once = futures::stream::once(async move { Ok(stored) }).boxed();
         collect(self.inner.codec.decode(key, encoding, once)?).await
+    }
+
+    /// A download answered from the large-file tier: the file's description through the
+    /// metadata cache, its bytes from the local copy of the version it names. `None` when
+    /// there is no such copy (or the copy turned out unusable; it is then removed).
+    pub(super) async fn large_copy(
+        &self,
+        cache: &Cache,
+        location: &Location,
+        opts: &DownloadOptions,
+    ) -> Result<Option<Download>> {
+        let Some(large) = &self.inner.large else {
+            return Ok(None);
+        };
+        let meta = self.cached_meta(cache, location).await?;
+        let info = meta.info;
+        let Some(etag) = info.etag.clone().filter(|_| !meta.no_cache) else {
+            return Ok(None);
+        };
+        if info.size <= crate::cache_io::file_limit(cache) || !large.takes(info.stored_size) {
+            return Ok(None);
+        }
+        let key = location.key();
+        let version = Version {
+            etag: &etag,
+            stored_size: info.stored_size,
+        };
+        let Some(file) = large.open_copy(&key, &version).await else {
+            return Ok(None);
+        };
+        let encoding = Encoding::from_flags(info.compressed, info.encrypted);
+        let stored = ObjectInfo::local_copy(
+            ObjectRecord {
+                content_type: info.content_type.clone(),
+                metadata: info.metadata.clone(),
+                encoding,
+                size: Some(info.size),
+                no_cache: false,
+            },
+            info.stored_size,
+            info.etag.clone(),
+            info.last_modified,
+            file,
+        );
+        let opened = match opts.range {
+            None => match self
+                .inner
+                .store
+                .get_range(&key, &stored, 0..info.stored_size)
+                .await
+            {
+                Ok(all) => self
+                    .inner
+                    .codec
+                    .decode(&key, encoding, all)
+                    .map(|b| (b, None)),
+                Err(e) => Err(e),
+            },
+            Some(r) => {
+                let r = r.resolve(info.size)?;
+                self.read_range(&key, &stored, r.clone())
+                    .await
+                    .map(|b| (b, Some(r)))
+            }
+        };
+        let (body, range) = match opened {
+            Ok(opened) => opened,
+            Err(e) => {
+                // Nothing was sent yet: drop the copy and read the bucket instead.
+                tracing::warn!(key, error = %e, "a large-file cache copy could not be read");
+                large.remove_damaged(&key, &version).await;
+                return Ok(None);
+            }
+        };
+        // A copy that fails part way (damaged on disk) is removed, so the next read goes to
+        // the bucket; this read has sent bytes already and fails.
+        let (large, owned_etag, stored_size) = (large.clone(), etag.clone(), info.stored_size);
+        let body: ByteStream = body
+            .then(move |chunk| {
+                let large = large.clone();
+                let etag = owned_etag.clone();
+                let key = key.clone();
+                async move {
+                    if chunk.is_err() {
+                        let version = Version {
+                            etag: &etag,
+                            stored_size,
+                        };
+                        large.remove_damaged(&key, &version).await;
+                    }
+                    chunk
+                }
+            })
+            .boxed();
+        Ok(Some(Download {
+            info,
+            body,
+            range,
+            from_cache: true,
+            in_memory: None,
+        }))
+    }
+
+    /// A copy of the object `info` describes, when the large-file tier should have one: the
+    /// file is larger than the cache takes, cacheable, and not being copied already. `guard`
+    /// holds a ticket taken before the object was read.
+    pub(super) fn start_copy(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+        size: u64,
+        guard: Option<(Cache, filemanager_cache::Ticket)>,
+    ) -> Option<Filling> {
+        let large = self.inner.large.as_ref()?;
+        let (cache, ticket) = guard?;
+        let etag = quoted(&info.etag)?;
+        if info.record.no_cache || size <= crate::cache_io::file_limit(&cache) {
+            return None;
+        }
+        let version = Version {
+            etag: &etag,
+            stored_size: info.stored_size,
+        };
+        large.start_copy(key, &version, Some((cache, ticket)))
+    }
+
+    /// Reads the whole object again in the background, into `copy`, if it is still the
+    /// version `info` describes (after a ranged read, which read only part of it).
+    pub(super) fn copy_in_background(&self, key: String, info: &ObjectInfo, copy: Filling) {
+        let store = self.inner.store.clone();
+        let (etag, stored_size) = (info.etag.clone(), info.stored_size);
+        tokio::spawn(async move {
+            if let Ok((now, stored)) = store.get(&key).await
+                && now.etag == etag
+                && now.stored_size == stored_size
+            {
+                crate::large::copy_all(copy, stored).await;
+            }
+        });
+    }
+
+    /// Removes the local copies of `key` after a write or delete of it.
+    pub(super) async fn forget_copies(&self, key: &str) {
+        if let Some(large) = &self.inner.large {
+            large.forget(key).await;
+        }
     }
 }

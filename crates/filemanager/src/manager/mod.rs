@@ -16,6 +16,7 @@ use crate::body::{self, Body};
 use crate::cache_io::{CacheSetup, DescriptionMemo};
 use crate::codec_io::{Codec, KeyConfig};
 use crate::error::{Error, Result};
+use crate::large::{LargeFileSetup, LargeFileStats, LargeFiles};
 use crate::location::{Filename, ListPrefix, Location, Scope, StorageLevel};
 use crate::meta::{Encoding, ObjectRecord, normalize_metadata, validate_content_type};
 use crate::presign::{PresignConfig, Presigner};
@@ -48,6 +49,8 @@ struct Inner {
     max_upload_bytes: Option<u64>,
     presigner: Option<Presigner>,
     cache: Option<Cache>,
+    /// Local copies of large files (remote backends with a cache only).
+    large: Option<LargeFiles>,
     /// Parsed descriptions of cache entries (see [`DescriptionMemo`]).
     memo: DescriptionMemo,
 }
@@ -60,6 +63,7 @@ pub struct FileManagerBuilder {
     max_upload_bytes: Option<u64>,
     presign: Option<PresignConfig>,
     cache: Option<CacheSetup>,
+    large: Option<LargeFileSetup>,
 }
 
 impl FileManagerBuilder {
@@ -89,15 +93,31 @@ impl FileManagerBuilder {
         self
     }
 
+    /// Keeps local copies of files too large for the cache in the tier `setup` describes
+    /// (none when `None`, the builder's default). Used only with a cache and a remote backend
+    /// (S3 and the like): a local or in-memory backend has nothing to gain from a copy.
+    pub fn large_files(mut self, setup: Option<LargeFileSetup>) -> Self {
+        self.large = setup;
+        self
+    }
+
     /// Opens the backend and returns the manager. With a cache invalidation bus this must run
     /// inside a Tokio runtime.
     pub fn build(self) -> Result<FileManager> {
+        let store = self.storage.open()?;
+        let large = match (&self.cache, self.large) {
+            (Some(_), Some(setup)) if !matches!(store.name(), "local" | "memory") => {
+                LargeFiles::open(setup)
+            }
+            _ => None,
+        };
         Ok(FileManager {
             inner: Arc::new(Inner {
                 cache: self.cache.map(CacheSetup::open).transpose()?,
+                large,
                 memo: DescriptionMemo::default(),
                 presigner: self.presign.as_ref().map(Presigner::new).transpose()?,
-                store: self.storage.open()?,
+                store,
                 codec: Codec::new(self.keys)?,
                 max_upload_bytes: self.max_upload_bytes,
             }),
@@ -114,6 +134,7 @@ impl FileManager {
             max_upload_bytes: None,
             presign: None,
             cache: None,
+            large: None,
         }
     }
 
@@ -122,7 +143,8 @@ impl FileManager {
     /// `FM_DATA_DIR` when `APP_BUCKET` is unset), `STORAGE_ENCRYPTION_KEY`,
     /// `STORAGE_ENCRYPTION_KEYS_OLD`, `FM_MAX_UPLOAD_BYTES`, for presigned URLs
     /// `FM_PUBLIC_URL` with `FM_PRESIGN_SECRET`, and the cache's variables (see
-    /// [`CacheSetup::from_env`]).
+    /// [`CacheSetup::from_env`], and [`LargeFileSetup::from_env`] with its directory in
+    /// `{FM_DATA_DIR}/cache-large` by default).
     pub fn from_env() -> Result<Self> {
         let max = match std::env::var("FM_MAX_UPLOAD_BYTES") {
             Ok(v) if !v.is_empty() => Some(v.parse::<u64>().map_err(|_| {
@@ -147,6 +169,9 @@ impl FileManager {
             .max_upload_bytes(max)
             .presign(presign)
             .cache(CacheSetup::from_env()?)
+            .large_files(LargeFileSetup::from_env(
+                crate::cache_io::default_data_dir().join("cache-large"),
+            )?)
             .build()
     }
 
@@ -159,6 +184,11 @@ impl FileManager {
     /// when a cache is configured.
     pub fn cache_stats(&self) -> Option<filemanager_cache::Stats> {
         self.inner.cache.as_ref().map(Cache::stats)
+    }
+
+    /// Counters of the large-file tier, when it is in use.
+    pub fn large_file_stats(&self) -> Option<LargeFileStats> {
+        self.inner.large.as_ref().map(LargeFiles::stats)
     }
 
     /// The cache, when one is configured (for its invalidation bus status and tests).
@@ -278,6 +308,7 @@ impl FileManager {
         let no_cache = record.no_cache || written.outcome != WriteOutcome::Stored;
         let info = ObjectInfo::written(record, written, now());
         let file = file_info(location, &info, plain_len.load(Ordering::Relaxed));
+        self.forget_copies(&key).await;
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(&key).await;
             let streamed = copy
@@ -318,16 +349,27 @@ impl FileManager {
                 from_cache,
             });
         }
-        reading(|| self.download_stored(location, opts)).await
+        let cache = self.cache_unless(opts.bypass_cache);
+        if let Some(cache) = cache
+            && let Some(download) = reading(|| self.large_copy(cache, location, opts)).await?
+        {
+            return Ok(download);
+        }
+        reading(|| self.download_stored(location, opts, cache)).await
     }
 
-    /// A download from storage, bypassing the cache.
+    /// A download from storage, bypassing the cache. With `cache`, a large file read from a
+    /// remote backend is also copied to the large-file tier: as it streams by when the
+    /// download is whole, else in the background.
     async fn download_stored(
         &self,
         location: &Location,
         opts: &DownloadOptions,
+        cache: Option<&Cache>,
     ) -> Result<Download> {
         let key = location.key();
+        // Taken before storage is read: a write seen after it voids a copy of what was read.
+        let guard = cache.map(|c| (c.clone(), c.ticket(&key)));
         match opts.range {
             None => {
                 let (info, stored) = self.inner.store.get(&key).await?;
@@ -336,10 +378,14 @@ impl FileManager {
                     .codec
                     .size(&self.inner.store, &key, &info)
                     .await?;
-                let body = self
-                    .inner
-                    .codec
-                    .decode(&key, info.record.encoding, stored)?;
+                let encoding = info.record.encoding;
+                let codec = &self.inner.codec;
+                let body = match self.start_copy(&key, &info, size, guard) {
+                    Some(copy) => {
+                        crate::large::tee(copy, stored, |s| codec.decode(&key, encoding, s))?
+                    }
+                    None => codec.decode(&key, encoding, stored)?,
+                };
                 Ok(Download {
                     info: file_info(location, &info, size),
                     body,
@@ -352,6 +398,9 @@ impl FileManager {
                 let (info, size) = self.head_sized(&key).await?;
                 let range = range.resolve(size)?;
                 let body = self.read_range(&key, &info, range.clone()).await?;
+                if let Some(copy) = self.start_copy(&key, &info, size, guard) {
+                    self.copy_in_background(key.clone(), &info, copy);
+                }
                 Ok(Download {
                     info: file_info(location, &info, size),
                     body,
@@ -421,6 +470,7 @@ impl FileManager {
         reading(|| self.inner.store.head(&key)).await?;
         let deleted = self.inner.store.delete(&key).await;
         // Invalidate even if the delete failed half way: the cache must not outlive a change.
+        self.forget_copies(&key).await;
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(&key).await;
         }

@@ -93,6 +93,25 @@ impl ObjectInfo {
         }
     }
 
+    /// A local copy of a stored object (the large-file tier), described by what the caches
+    /// know of it: later reads of this description read the open copy.
+    pub(crate) fn local_copy(
+        record: ObjectRecord,
+        stored_size: u64,
+        etag: Option<String>,
+        last_modified: DateTime<Utc>,
+        file: Arc<std::fs::File>,
+    ) -> Self {
+        ObjectInfo {
+            record,
+            stored_size,
+            etag,
+            last_modified,
+            body_offset: 0,
+            pinned: Some(file),
+        }
+    }
+
     /// What is known of an object just written, without asking the backend again.
     pub(crate) fn written(record: ObjectRecord, written: Written, at: DateTime<Utc>) -> Self {
         ObjectInfo {
