@@ -615,9 +615,15 @@ impl Drop for Filling {
 
 /// `stored` with every byte also written to `copy`, and `decode` applied; the copy is
 /// committed only when the decoded stream ends without error.
+///
+/// An HTTP server stops reading a body once it has sent `Content-Length` bytes, so the end of
+/// the stream may never be asked for. When the decoded bytes reach `size`, the stream is
+/// therefore driven to its end (the decoder's last checks) before the last bytes are handed
+/// on: the copy is committed, or the error takes the last bytes' place.
 pub(crate) fn tee(
     copy: Filling,
     stored: ByteStream,
+    size: u64,
     decode: impl FnOnce(ByteStream) -> crate::Result<ByteStream>,
 ) -> crate::Result<ByteStream> {
     let shared = Arc::new(tokio::sync::Mutex::new(Some(copy)));
@@ -636,24 +642,51 @@ pub(crate) fn tee(
         })
         .boxed();
     let plain = decode(teed)?;
-    Ok(
-        futures::stream::unfold((plain, shared), |(mut plain, shared)| async move {
-            match plain.next().await {
-                Some(Ok(b)) => Some((Ok(b), (plain, shared))),
-                Some(Err(e)) => {
-                    shared.lock().await.take();
-                    Some((Err(e), (plain, shared)))
+    let state = (plain, shared, 0u64, false);
+    Ok(futures::stream::unfold(
+        state,
+        move |(mut plain, shared, mut sent, ended)| async move {
+            if ended {
+                return None;
+            }
+            let item = match plain.next().await {
+                Some(Ok(b)) => {
+                    sent += b.len() as u64;
+                    if sent < size {
+                        Ok(b)
+                    } else {
+                        match plain.next().await {
+                            None if sent == size => {
+                                if let Some(copy) = shared.lock().await.take() {
+                                    copy.commit().await;
+                                }
+                                Ok(b)
+                            }
+                            Some(Err(e)) => Err(e),
+                            // Longer than described: no copy; what follows is passed on.
+                            _ => Ok(b),
+                        }
+                    }
                 }
+                Some(Err(e)) => Err(e),
                 None => {
-                    if let Some(copy) = shared.lock().await.take() {
+                    if let Some(copy) = shared.lock().await.take()
+                        && sent == size
+                    {
                         copy.commit().await;
                     }
-                    None
+                    return None;
                 }
+            };
+            let ended = item.is_err() || sent >= size;
+            if ended {
+                // Whatever was not committed above is discarded now.
+                shared.lock().await.take();
             }
-        })
-        .boxed(),
+            Some((item, (plain, shared, sent, ended)))
+        },
     )
+    .boxed())
 }
 
 /// Copies a whole stored object from `stored` into `copy`, in the background of a ranged

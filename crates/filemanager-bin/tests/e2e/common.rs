@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use filemanager::{CacheSetup, FileManager, KeyConfig, PresignConfig, S3Config, StorageConfig};
+use filemanager::{
+    CacheSetup, FileManager, KeyConfig, LargeFileSetup, PresignConfig, S3Config, StorageConfig,
+};
 use filemanager_bin::http::auth::{Claims, sign_user_token};
 use filemanager_bin::http::{self, AppState, ServiceConfig};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
@@ -97,6 +99,10 @@ impl Server {
             .keys(KeyConfig::from_values(KEY_HEX, &[]).unwrap())
             .max_upload_bytes(opts.max_upload)
             .cache(Some(cache))
+            .large_files(Some(LargeFileSetup::new(
+                dir.path().join("cache-large"),
+                1 << 30,
+            )))
             .presign(Some(PresignConfig {
                 base_url: base.clone(),
                 secret: zeroize::Zeroizing::new(PRESIGN_SECRET.to_vec()),

@@ -669,3 +669,54 @@ pub async fn x_cache_reports_hits_and_never_stale_bytes(s: &Server) {
         .unwrap();
     assert!(metrics.contains("fm_cache_"), "cache counters are exported");
 }
+
+/// Files too large for the cache: with S3, the large-file tier serves every read after the
+/// first (whole and ranged) from its local copy, and never an old version; local disk has no
+/// such tier (its files are local already), so every read is a miss.
+pub async fn large_files_are_read_from_storage_once(s: &Server) {
+    let loc = s.app("videos/large.bin");
+    let first = bytes(3 * 1024 * 1024 + 7, 3);
+    let second = bytes(3 * 1024 * 1024 + 9, 4);
+    let s3 = s.backend == Backend::S3;
+    let get = |range: Option<&'static str>| {
+        let path = format!("/v1/files/{loc}");
+        async move {
+            let mut req = s.svc(Method::GET, &path);
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            let resp = req.send().await.unwrap();
+            let hit = resp.headers()["x-cache"] == "hit";
+            (resp.bytes().await.unwrap().to_vec(), hit)
+        }
+    };
+    s.put(&loc, first.clone()).await;
+    let (body, hit) = get(None).await;
+    assert!(body == first && !hit, "the first read goes to storage");
+    let (body, hit) = get(None).await;
+    assert!(body == first, "second read differs");
+    assert_eq!(hit, s3, "the second read of a large file from S3 is a hit");
+    let (body, hit) = get(Some("bytes=1000000-1999999")).await;
+    assert!(body == first[1_000_000..2_000_000]);
+    assert_eq!(hit, s3);
+    s.put(&loc, second.clone()).await;
+    let (body, hit) = get(None).await;
+    assert!(
+        body == second && !hit,
+        "an overwrite is never answered from the old copy"
+    );
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metrics.contains("fm_large_files_fills_total 2"),
+        s3,
+        "two copies made, over S3 only"
+    );
+}

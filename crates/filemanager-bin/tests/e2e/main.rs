@@ -33,6 +33,7 @@ macro_rules! suite {
                 files::list_pages_prefixes_and_isolation,
                 files::query_switches,
                 files::x_cache_reports_hits_and_never_stale_bytes,
+                files::large_files_are_read_from_storage_once,
                 files::metadata_header_rules,
                 files::location_rules,
                 files::error_messages_reveal_no_paths,

@@ -382,7 +382,7 @@ impl FileManager {
                 let codec = &self.inner.codec;
                 let body = match self.start_copy(&key, &info, size, guard) {
                     Some(copy) => {
-                        crate::large::tee(copy, stored, |s| codec.decode(&key, encoding, s))?
+                        crate::large::tee(copy, stored, size, |s| codec.decode(&key, encoding, s))?
                     }
                     None => codec.decode(&key, encoding, stored)?,
                 };
