@@ -256,7 +256,8 @@ impl FileManager {
             .boxed();
         Ok(Some(Download {
             info,
-            body,
+            // Disk reads and decoding run ahead of the connection sending the bytes.
+            body: crate::body::ahead(body),
             range,
             from_cache: true,
             in_memory: None,

@@ -386,6 +386,7 @@ impl FileManager {
                     }
                     None => codec.decode(&key, encoding, stored)?,
                 };
+                let body = decode_ahead(encoding, body);
                 Ok(Download {
                     info: file_info(location, &info, size),
                     body,
@@ -398,6 +399,7 @@ impl FileManager {
                 let (info, size) = self.head_sized(&key).await?;
                 let range = range.resolve(size)?;
                 let body = self.read_range(&key, &info, range.clone()).await?;
+                let body = decode_ahead(info.record.encoding, body);
                 if let Some(copy) = self.start_copy(&key, &info, size, guard) {
                     self.copy_in_background(key.clone(), &info, copy);
                 }
@@ -607,6 +609,15 @@ where
             }
             other => return other,
         }
+    }
+}
+
+/// A streamed download of an encoded file, decoded on a task of its own (see
+/// [`body::ahead`]); plain bytes pass through untouched, since there is nothing to overlap.
+fn decode_ahead(encoding: Encoding, body: crate::store::ByteStream) -> crate::store::ByteStream {
+    match encoding {
+        Encoding::Plain => body,
+        _ => body::ahead(body),
     }
 }
 

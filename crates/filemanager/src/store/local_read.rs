@@ -93,19 +93,21 @@ pub(crate) async fn read_at(
     }
 }
 
-/// Bytes `range` of an open file shared with others, as a stream of [`READ_SIZE`] pieces.
-/// Positional reads leave the file's offset alone, so any number of streams may share it.
+/// Bytes `range` of an open file shared with others, as a stream of [`READ_SIZE`] pieces, the
+/// next piece read while the current one is used. Positional reads leave the file's offset
+/// alone, so any number of streams may share it.
 pub(crate) fn pinned_stream(file: Arc<std::fs::File>, range: Range<u64>, key: &str) -> ByteStream {
-    let state = (file, range.start, range.end, key.to_owned());
-    futures::stream::try_unfold(state, |(file, pos, end, key)| async move {
-        if pos >= end {
-            return Ok(None);
-        }
-        let want = (end - pos).min(READ_SIZE);
-        let buf = read_at(&file, pos..pos + want, &key).await?;
-        Ok(Some((buf, (file, pos + want, end, key))))
-    })
-    .boxed()
+    let key = key.to_owned();
+    let pieces = (range.start..range.end)
+        .step_by(READ_SIZE as usize)
+        .map(move |at| at..(at + READ_SIZE).min(range.end));
+    futures::stream::iter(pieces)
+        .map(move |piece| {
+            let (file, key) = (file.clone(), key.clone());
+            async move { read_at(&file, piece, &key).await }
+        })
+        .buffered(2)
+        .boxed()
 }
 
 fn cancelled(key: &str) -> Error {
