@@ -148,6 +148,42 @@ pub(crate) fn limited(
     counted.chain(check_end).boxed()
 }
 
+/// Pieces of a download decoded ahead of the reader.
+const AHEAD: usize = 4;
+
+/// `stream`, driven by a task of its own up to [`AHEAD`] pieces ahead of whoever reads it.
+///
+/// Decrypting a download costs about as much CPU as sending it. Polled by the HTTP connection's
+/// task, the two take turns on one core; driven here, the decoding (and the storage reads
+/// before it) runs on another worker while the connection sends what is ready. Memory stays
+/// bounded: at most [`AHEAD`] pieces wait. When the reader goes away the task stops and drops
+/// the stream, as if the reader had dropped it (a moment later, on its own task). Outside a Tokio runtime
+/// the stream is returned as it is.
+pub(crate) fn ahead(
+    stream: BoxStream<'static, Result<Bytes>>,
+) -> BoxStream<'static, Result<Bytes>> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return stream;
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+    tokio::spawn(async move {
+        let mut stream = stream;
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                // The reader is gone: stop now, not after the next piece arrives.
+                () = tx.closed() => break,
+            };
+            let Some(item) = item else { break };
+            let failed = item.is_err();
+            if tx.send(item).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,40 +220,4 @@ mod tests {
             0
         );
     }
-}
-
-/// Pieces of a download decoded ahead of the reader.
-const AHEAD: usize = 4;
-
-/// `stream`, driven by a task of its own up to [`AHEAD`] pieces ahead of whoever reads it.
-///
-/// Decrypting a download costs about as much CPU as sending it. Polled by the HTTP connection's
-/// task, the two take turns on one core; driven here, the decoding (and the storage reads
-/// before it) runs on another worker while the connection sends what is ready. Memory stays
-/// bounded: at most [`AHEAD`] pieces wait. When the reader goes away the task stops and drops
-/// the stream, as if the reader had dropped it (a moment later, on its own task). Outside a Tokio runtime
-/// the stream is returned as it is.
-pub(crate) fn ahead(
-    stream: BoxStream<'static, Result<Bytes>>,
-) -> BoxStream<'static, Result<Bytes>> {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return stream;
-    }
-    let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
-    tokio::spawn(async move {
-        let mut stream = stream;
-        loop {
-            let item = tokio::select! {
-                item = stream.next() => item,
-                // The reader is gone: stop now, not after the next piece arrives.
-                () = tx.closed() => break,
-            };
-            let Some(item) = item else { break };
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
-                break;
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
 }
