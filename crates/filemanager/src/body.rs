@@ -220,4 +220,52 @@ mod tests {
             0
         );
     }
+
+    #[tokio::test]
+    async fn ahead_keeps_order_and_errors_and_stops_when_the_reader_goes() {
+        let items: Vec<Result<Bytes>> = (0..100u8)
+            .map(|i| Ok(Bytes::from(vec![i])))
+            .chain([Err(Error::BodyFailed { reason: "x".into() })])
+            .chain([Ok(Bytes::from_static(b"never"))])
+            .collect();
+        let mut got = Vec::new();
+        let mut s = ahead(futures::stream::iter(items).boxed());
+        while let Some(item) = s.next().await {
+            match item {
+                Ok(b) => got.push(b[0]),
+                Err(_) => break,
+            }
+        }
+        assert_eq!(got, (0..100u8).collect::<Vec<_>>());
+        assert!(s.next().await.is_none(), "nothing after an error");
+
+        // A reader that goes away: the source is dropped without being read to its end.
+        struct Dropped(std::sync::Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Dropped {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let flag = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let guard = Dropped(flag.clone());
+        let endless = futures::stream::repeat_with(move || {
+            let _ = &guard;
+            Ok(Bytes::from_static(b"x"))
+        })
+        .then(|b| async move {
+            tokio::task::yield_now().await;
+            b
+        })
+        .boxed();
+        let mut s = ahead(endless);
+        s.next().await.unwrap().unwrap();
+        drop(s);
+        for _ in 0..1000 {
+            if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the source outlived its reader");
+    }
 }
