@@ -61,6 +61,7 @@ log "building filemanager (release) and the load driver"
 FM_BIN="$ROOT/target/release/filemanager"
 cargo build --release -q --manifest-path "$BENCH/driver/Cargo.toml"
 DRIVER="$BENCH/driver/target/release/fm-bench-driver"
+(cd "$ROOT" && cargo bench -q --no-run -p filemanager --bench paired) >&2
 if [ "$MODE" = full ]; then
   log "building the criterion benches"
   (cd "$ROOT" && cargo bench -q --no-run -p filemanager --bench overhead \
@@ -380,11 +381,18 @@ done
 loadavg end
 meta cache_misses_seen "$CACHE_MISSES"
 
+# ---------------------------------------------------------------- library overhead, interleaved (pair 6)
+log "stopping the HTTP stack before the library benches"
+for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+sleep 1
+loadavg library
+PAIRED_ROUNDS=15; [ "$MODE" = quick ] && PAIRED_ROUNDS=5
+log "cargo bench -p filemanager --bench paired ($PAIRED_ROUNDS rounds)"
+(cd "$ROOT" && FM_PAIRED_OUT="$RES" FM_PAIRED_ROUNDS=$PAIRED_ROUNDS cargo bench -q -p filemanager --bench paired) >&2
+meta paired_rounds "$PAIRED_ROUNDS"
+
 # ---------------------------------------------------------------- criterion benches (full only)
 if [ "$MODE" = full ]; then
-  log "stopping the HTTP stack before the criterion benches"
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  sleep 1
   loadavg criterion
   export CRITERION_HOME="$WORK/criterion"
   log "cargo bench -p filemanager --bench overhead"

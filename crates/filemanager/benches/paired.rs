@@ -1,0 +1,153 @@
+//! Pair 6, interleaved: FileManager upload and download (no codec, cache off) against raw
+//! `object_store` on the same local disk, 4 KiB and 64 MiB files, side by side.
+//!
+//! Criterion (`benches/overhead.rs`) runs all samples of one side, then all of the other, so
+//! drift of a shared machine lands on one side only. Here every round runs a batch of each
+//! side, A B then B A in alternate rounds, and the report takes the median of the per-round
+//! ratios, as for the HTTP pairs in `bench/run.sh`.
+//!
+//! Run: `cargo bench -p filemanager --bench paired`. Each batch is one JSON line, labelled
+//! `lib-{op}-{size}/{side}/{round}`, with every operation's time in seconds (`secs`), in the
+//! format of `bench/driver`; `FM_PAIRED_OUT=FILE` appends them to FILE instead of stdout.
+//! `FM_PAIRED_ROUNDS` (default 9) sets the rounds; `FM_PAIRED_ONLY=upload-4KiB` (for one)
+//! runs only the cases whose `{op}-{size}` contains it (for profiling).
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use filemanager::{
+    DownloadOptions, FileManager, Location, StorageConfig, StorageLevel, UploadOptions,
+};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+#[derive(Clone, Copy)]
+enum Op {
+    Upload,
+    Download,
+}
+
+#[derive(Clone, Copy)]
+enum Side {
+    Raw,
+    Fm,
+}
+
+struct Setup {
+    fm: FileManager,
+    raw: Arc<dyn ObjectStore>,
+    plain: UploadOptions,
+    no_cache: DownloadOptions,
+}
+
+impl Setup {
+    async fn once(&self, op: Op, side: Side, loc: &Location, path: &Path, data: &Bytes) {
+        match (op, side) {
+            (Op::Upload, Side::Raw) => {
+                self.raw.put(path, data.clone().into()).await.unwrap();
+            }
+            (Op::Upload, Side::Fm) => {
+                self.fm
+                    .upload(loc, data.clone(), &self.plain)
+                    .await
+                    .unwrap();
+            }
+            (Op::Download, Side::Raw) => {
+                let got = self.raw.get(path).await.unwrap().bytes().await.unwrap();
+                assert_eq!(got.len(), data.len());
+            }
+            (Op::Download, Side::Fm) => {
+                let got = self.fm.download_bytes(loc, &self.no_cache).await.unwrap();
+                assert_eq!(got.len(), data.len());
+            }
+        }
+    }
+}
+
+fn main() {
+    let rounds: usize = std::env::var("FM_PAIRED_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(9);
+    let only = std::env::var("FM_PAIRED_ONLY").unwrap_or_default();
+    let mut out: Box<dyn Write> = match std::env::var("FM_PAIRED_OUT") {
+        Ok(path) if !path.is_empty() => Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .unwrap(),
+        ),
+        _ => Box::new(std::io::stdout()),
+    };
+    // `cargo bench` passes `--bench`; nothing else is understood.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fm = FileManager::builder(StorageConfig::Local {
+        root: dir.path().join("fm"),
+    })
+    .build()
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("raw")).unwrap();
+    let raw: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("raw")).unwrap());
+    let setup = Setup {
+        fm,
+        raw,
+        plain: UploadOptions::default().encrypt(false).cache_content(false),
+        no_cache: DownloadOptions {
+            bypass_cache: true,
+            ..Default::default()
+        },
+    };
+
+    // (size label, bytes, operations per batch)
+    for (label, size, batch) in [("4KiB", 4 * 1024, 300), ("64MiB", 64 * 1024 * 1024, 3)] {
+        let data = Bytes::from(vec![0x5au8; size]);
+        let loc = Location::new("bench", StorageLevel::App, None, label).unwrap();
+        let path = Path::from(format!("bench/app/{label}"));
+        for (op, op_name) in [(Op::Upload, "upload"), (Op::Download, "download")] {
+            if !format!("{op_name}-{label}").contains(&only) {
+                continue;
+            }
+            rt.block_on(async {
+                // Both files exist, and both sides are warm, before the first timed batch.
+                for side in [Side::Raw, Side::Fm] {
+                    setup.once(Op::Upload, side, &loc, &path, &data).await;
+                    for _ in 0..batch.min(20) {
+                        setup.once(op, side, &loc, &path, &data).await;
+                    }
+                }
+                for round in 1..=rounds {
+                    let order = if round % 2 == 1 {
+                        [Side::Fm, Side::Raw]
+                    } else {
+                        [Side::Raw, Side::Fm]
+                    };
+                    for side in order {
+                        let mut secs = Vec::with_capacity(batch);
+                        for _ in 0..batch {
+                            let t = Instant::now();
+                            setup.once(op, side, &loc, &path, &data).await;
+                            secs.push(t.elapsed().as_secs_f64());
+                        }
+                        let side_name = match side {
+                            Side::Raw => "raw",
+                            Side::Fm => "fm",
+                        };
+                        let secs: Vec<String> = secs.iter().map(|s| format!("{s:.9}")).collect();
+                        writeln!(
+                            out,
+                            "{{\"label\":\"lib-{op_name}-{label}/{side_name}/{round}\",\"kind\":\"lib\",\"count\":{batch},\"bytes\":{size},\"secs\":[{}]}}",
+                            secs.join(",")
+                        )
+                        .unwrap();
+                    }
+                }
+            });
+        }
+    }
+}
