@@ -223,7 +223,7 @@ if runs.get("big64/rclone_nocache"):
 w("- **Errors column**: wrk counts a request still unanswered after 5 s (`--timeout 5s`) as an error; "
   "only rclone, at 64 connections on one core, gets there.")
 w("- **Library pairs (pair 6)** run interleaved like the HTTP pairs: each round times a batch of "
-  "each side (300 operations of 4 KiB, 3 of 64 MiB), A B then B A, and the ratio is the median "
+  "each side (2,000 operations of 4 KiB, 4 of 64 MiB), A B then B A, and the ratio is the median "
   "of the per-round ratios. Criterion's sequential figures for the same cases are listed as "
   "context.")
 w("- **Criterion figures** (codec, cache, and pair 6 as context) come from criterion's own "

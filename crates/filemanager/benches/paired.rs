@@ -105,7 +105,7 @@ fn main() {
     };
 
     // (size label, bytes, operations per batch)
-    for (label, size, batch) in [("4KiB", 4 * 1024, 300), ("64MiB", 64 * 1024 * 1024, 3)] {
+    for (label, size, batch) in [("4KiB", 4 * 1024, 2000), ("64MiB", 64 * 1024 * 1024, 4)] {
         let data = Bytes::from(vec![0x5au8; size]);
         let loc = Location::new("bench", StorageLevel::App, None, label).unwrap();
         let path = Path::from(format!("bench/app/{label}"));

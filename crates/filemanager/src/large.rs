@@ -67,8 +67,16 @@ impl LargeFileSetup {
     /// From `CACHE_LARGE_MAX_BYTES` (default 4 GiB; `0` turns the tier off) and
     /// `CACHE_LARGE_DIR` (default `default_dir`).
     pub fn from_env(default_dir: impl Into<PathBuf>) -> crate::Result<Option<Self>> {
-        let max_bytes = match std::env::var("CACHE_LARGE_MAX_BYTES") {
-            Ok(v) if !v.is_empty() => v.trim().parse::<u64>().map_err(|_| {
+        Self::from_lookup(&|name| std::env::var(name).ok(), default_dir)
+    }
+
+    /// [`LargeFileSetup::from_env`] with variables looked up by `get`.
+    pub fn from_lookup(
+        get: &dyn Fn(&str) -> Option<String>,
+        default_dir: impl Into<PathBuf>,
+    ) -> crate::Result<Option<Self>> {
+        let max_bytes = match get("CACHE_LARGE_MAX_BYTES") {
+            Some(v) if !v.is_empty() => v.trim().parse::<u64>().map_err(|_| {
                 crate::Error::config("CACHE_LARGE_MAX_BYTES", "must be a whole number of bytes")
             })?,
             _ => DEFAULT_MAX_BYTES,
@@ -76,7 +84,7 @@ impl LargeFileSetup {
         if max_bytes == 0 {
             return Ok(None);
         }
-        let dir = match std::env::var_os("CACHE_LARGE_DIR") {
+        let dir = match get("CACHE_LARGE_DIR") {
             Some(d) if !d.is_empty() => PathBuf::from(d),
             _ => default_dir.into(),
         };
@@ -707,6 +715,38 @@ mod tests {
 
     fn v(etag: &str, stored_size: u64) -> Version<'_> {
         Version { etag, stored_size }
+    }
+
+    #[test]
+    fn settings_from_variables() {
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let default = LargeFileSetup::from_lookup(&with(&[]), "/d/cache-large")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (default.dir, default.max_bytes),
+            (PathBuf::from("/d/cache-large"), DEFAULT_MAX_BYTES)
+        );
+        let set = with(&[("CACHE_LARGE_MAX_BYTES", "1000"), ("CACHE_LARGE_DIR", "/x")]);
+        let set = LargeFileSetup::from_lookup(&set, "/d").unwrap().unwrap();
+        assert_eq!((set.dir, set.max_bytes), (PathBuf::from("/x"), 1000));
+        let off = with(&[("CACHE_LARGE_MAX_BYTES", "0")]);
+        assert!(LargeFileSetup::from_lookup(&off, "/d").unwrap().is_none());
+        let bad = with(&[("CACHE_LARGE_MAX_BYTES", "4GiB")]);
+        let err = LargeFileSetup::from_lookup(&bad, "/d")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CACHE_LARGE_MAX_BYTES") && !err.contains("4GiB"),
+            "{err}"
+        );
     }
 
     #[test]
