@@ -157,8 +157,8 @@ const AHEAD: usize = 4;
 /// task, the two take turns on one core; driven here, the decoding (and the storage reads
 /// before it) runs on another worker while the connection sends what is ready. Memory stays
 /// bounded: at most [`AHEAD`] pieces wait. When the reader goes away the task stops and drops
-/// the stream, as if the reader had dropped it (a moment later, on its own task). Outside a Tokio runtime
-/// the stream is returned as it is.
+/// the stream, as if the reader had dropped it (a moment later, on its own task). Outside a
+/// Tokio runtime the stream is returned as it is.
 pub(crate) fn ahead(
     stream: BoxStream<'static, Result<Bytes>>,
 ) -> BoxStream<'static, Result<Bytes>> {
