@@ -332,16 +332,20 @@ FM_BIG_ENC="$FM_S3/v1/files/bench/app/s3/big64-enc.bin?cache=false"
 # Through the cache: the large-file tier's local copy (the stored, encrypted form), made by the
 # first read, as rclone's VFS cache is made by its first read.
 FM_BIG_ENC_CACHED="$FM_S3/v1/files/bench/app/s3/big64-enc.bin"
-curl -sf -H "$AUTH" "$FM_BIG_ENC_CACHED" > /dev/null
-[ "$(xcache "$FM_BIG_ENC_CACHED" "$AUTH")" = hit ] \
-  || { echo "bench: the 64 MiB file is not served from the large-file tier" >&2; exit 1; }
+FM_BIG_PLAIN_CACHED="$FM_S3/v1/files/bench/app/s3/big64-plain.bin"
+for u in "$FM_BIG_ENC_CACHED" "$FM_BIG_PLAIN_CACHED"; do
+  curl -sf -H "$AUTH" "$u" > /dev/null
+  [ "$(xcache "$u" "$AUTH")" = hit ] \
+    || { echo "bench: a 64 MiB file is not served from the large-file tier" >&2; exit 1; }
+done
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $(order "$r" fm_plain raw_plain fm_enc raw_enc rclone rclone_nocache fm_enc_cached); do
+  for s in $(order "$r" fm_plain raw_plain fm_enc raw_enc rclone rclone_nocache fm_enc_cached fm_plain_cached); do
     case $s in
       fm_plain) drv_get "big64/fm_plain/$r" "$FM_BIG_PLAIN" "$BIG_N" 0 "$AUTH" ;;
       raw_plain) drv_get "big64/raw_plain/$r" "$RAW_BIG_PLAIN" "$BIG_N" 0 ;;
       fm_enc) drv_get "big64/fm_enc/$r" "$FM_BIG_ENC" "$BIG_N" 0 "$AUTH" ;;
       fm_enc_cached) drv_get "big64/fm_enc_cached/$r" "$FM_BIG_ENC_CACHED" "$BIG_N" 0 "$AUTH" ;;
+      fm_plain_cached) drv_get "big64/fm_plain_cached/$r" "$FM_BIG_PLAIN_CACHED" "$BIG_N" 0 "$AUTH" ;;
       raw_enc) drv_get "big64/raw_enc/$r" "$RAW_BIG_ENC" "$BIG_N" 0 ;;
       rclone_nocache) drv_get "big64/rclone_nocache/$r" "$RCLONE2_URL/big64.bin" "$BIG_N" 0 ;;
       # The rclone server is pinned to core 0 (group 1); give it both cores here.
