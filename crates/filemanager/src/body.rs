@@ -161,11 +161,17 @@ const AHEAD: usize = 4;
 /// Tokio runtime the stream is returned as it is.
 pub(crate) fn ahead(
     stream: BoxStream<'static, Result<Bytes>>,
+    key: &str,
 ) -> BoxStream<'static, Result<Bytes>> {
     if tokio::runtime::Handle::try_current().is_err() {
         return stream;
     }
     let (tx, rx) = tokio::sync::mpsc::channel(AHEAD);
+    // Set when the task ends on its own terms; a channel that closes without it means the
+    // task panicked, which must read as an error, never as a clean (short) end.
+    let finished = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = finished.clone();
+    let key = key.to_owned();
     tokio::spawn(async move {
         let mut stream = stream;
         loop {
@@ -180,8 +186,23 @@ pub(crate) fn ahead(
                 break;
             }
         }
+        done.store(true, std::sync::atomic::Ordering::Release);
     });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }).boxed()
+    futures::stream::unfold(Some((rx, finished, key)), |state| async move {
+        let (mut rx, finished, key) = state?;
+        match rx.recv().await {
+            Some(item) => Some((item, Some((rx, finished, key)))),
+            None if finished.load(std::sync::atomic::Ordering::Acquire) => None,
+            None => Some((
+                Err(Error::FileDownloadError {
+                    key,
+                    reason: "the download stopped unexpectedly".into(),
+                }),
+                None,
+            )),
+        }
+    })
+    .boxed()
 }
 
 #[cfg(test)]
@@ -229,7 +250,7 @@ mod tests {
             .chain([Ok(Bytes::from_static(b"never"))])
             .collect();
         let mut got = Vec::new();
-        let mut s = ahead(futures::stream::iter(items).boxed());
+        let mut s = ahead(futures::stream::iter(items).boxed(), "k");
         while let Some(item) = s.next().await {
             match item {
                 Ok(b) => got.push(b[0]),
@@ -257,7 +278,7 @@ mod tests {
             b
         })
         .boxed();
-        let mut s = ahead(endless);
+        let mut s = ahead(endless, "k");
         s.next().await.unwrap().unwrap();
         drop(s);
         for _ in 0..1000 {

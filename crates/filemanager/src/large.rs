@@ -12,21 +12,27 @@
 //!   are exactly as fresh as the metadata cache (see `docs/caching.md`).
 //! - **How it fills.** A whole-file download that missed writes the bytes it streams from the
 //!   bucket to a temporary file as they pass, and renames it into place only when the
-//!   download ends cleanly, every byte read and decoded. A ranged download that missed starts
+//!   download ends cleanly, every byte read and decoded (on a task of its own, so the last
+//!   bytes of the download do not wait for the disk). A ranged download that missed starts
 //!   one background copy of the whole file (one per version at a time). A cut stream, a
 //!   decode error, a full disk, or a write or delete of the key seen meanwhile each discard
 //!   the temporary file.
-//! - **Bounds.** At most `max_bytes` on disk; the least recently used copies go first. A file
-//!   larger than a quarter of the bound is never copied. A write or delete of a key through
-//!   this instance removes its copies at once; copies of older versions otherwise wait for
-//!   eviction (they can no longer be served).
+//! - **Bounds.** At most `max_bytes` of copies on disk; the least recently used go first. A
+//!   file larger than a quarter of the bound is never copied. Copies being made reserve their
+//!   size up front, together at most half the bound more, and at most [`BACKGROUND_COPIES`]
+//!   background copies run at once. A write or delete of a key through this instance removes
+//!   its copies at once; copies of older versions otherwise wait for eviction (they can no
+//!   longer be served).
 //! - **Damage.** A copy whose size is wrong is removed when opened. A copy that fails to
 //!   decode (damaged on disk) fails that one read and is removed, so the next read goes to
 //!   the bucket. Copies of *unencrypted* files carry no checksum, like files on the local-disk
 //!   backend.
+//! - **Crashes.** A copy is synced to disk before it is renamed into place, so a copy under
+//!   its final name is whole even after a power loss. Temporary files left by a crash are
+//!   removed at start-up.
 //!
-//! One tier per directory and process; on start-up the directory is scanned (oldest first)
-//! and temporary files left by a crash are removed.
+//! One tier per directory and process; on start-up the directory is scanned, least recently
+//! used first (a hit touches the copy's modification time).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -44,6 +50,9 @@ use crate::store::ByteStream;
 
 /// Bytes gathered before one blocking write to the temporary file.
 const WRITE_BATCH: usize = 1024 * 1024;
+
+/// Background copies (after ranged misses) that may run at once.
+pub(crate) const BACKGROUND_COPIES: usize = 2;
 
 /// Where the large-file tier lives and how much it may hold.
 #[derive(Debug, Clone)]
@@ -197,6 +206,8 @@ struct Inner {
     discarded: AtomicU64,
     evictions: AtomicU64,
     damaged: AtomicU64,
+    /// Background copies running now.
+    background: AtomicU64,
 }
 
 #[derive(Default)]
@@ -209,6 +220,10 @@ struct Index {
     next: u64,
     /// Names being copied now, so that one version is copied once at a time.
     filling: HashSet<String>,
+    /// Bytes reserved by the copies being made.
+    reserved: u64,
+    /// Copies being made whose key was written or deleted meanwhile: never committed.
+    voided: HashSet<String>,
 }
 
 impl Index {
@@ -275,6 +290,19 @@ fn is_copy_name(name: &str) -> bool {
         })
 }
 
+/// Whether `name` is one of our temporary files: `{copy name}.{number}.tmp`.
+fn is_temp_name(name: &str) -> bool {
+    let Some(rest) = name.strip_suffix(".tmp") else {
+        return false;
+    };
+    match rest.split_once('.') {
+        Some((copy, seq)) => {
+            is_copy_name(copy) && !seq.is_empty() && seq.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
+}
+
 impl LargeFiles {
     /// Opens (creating) the tier's directory and takes stock of the copies in it. A directory
     /// that cannot be used turns the tier off, with a warning: it is a cache.
@@ -291,6 +319,7 @@ impl LargeFiles {
                 discarded: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
                 damaged: AtomicU64::new(0),
+                background: AtomicU64::new(0),
             }),
         };
         match tier.inner.scan() {
@@ -340,6 +369,10 @@ impl LargeFiles {
             let opened = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
                 let file = std::fs::File::open(path)?;
                 let len = file.metadata()?.len();
+                if len == want {
+                    // Recency survives a restart: the scan orders copies by this time.
+                    let _ = file.set_modified(std::time::SystemTime::now());
+                }
                 Ok((file, len))
             })
             .await;
@@ -349,11 +382,13 @@ impl LargeFiles {
                     self.discard_damaged(&name).await;
                     None
                 }
-                _ => {
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     // Gone from under us (removed by hand): forget it.
                     self.inner.lock().remove(&name);
                     None
                 }
+                // Anything else (out of file descriptors, say) may pass: a miss this time.
+                _ => None,
             }
         } else {
             None
@@ -399,6 +434,13 @@ impl LargeFiles {
             for n in &names {
                 idx.remove(n);
             }
+            let making: Vec<String> = idx
+                .filling
+                .iter()
+                .filter(|n| n.starts_with(&prefix))
+                .cloned()
+                .collect();
+            idx.voided.extend(making);
             names
         };
         if gone.is_empty() {
@@ -426,15 +468,22 @@ impl LargeFiles {
             return None;
         }
         let name = name_of(key, version);
+        let size = version.stored_size;
         {
             let mut idx = self.inner.lock();
-            if idx.files.contains_key(&name) || !idx.filling.insert(name.clone()) {
+            // Copies in progress reserve their size: temporary files cannot fill the disk.
+            if idx.files.contains_key(&name)
+                || idx.filling.contains(&name)
+                || idx.reserved + size > self.inner.max_bytes / 2
+            {
                 return None;
             }
+            idx.filling.insert(name.clone());
+            idx.reserved += size;
         }
         let seq = self.inner.seq.fetch_add(1, Ordering::Relaxed);
         let tmp = self.inner.dir.join(format!("{name}.{seq}.tmp"));
-        Some(Filling {
+        let mut copy = Filling {
             tier: self.clone(),
             name,
             tmp,
@@ -442,11 +491,52 @@ impl LargeFiles {
             pending: Vec::new(),
             pending_len: 0,
             written: 0,
-            expected: version.stored_size,
+            expected: size,
             guard,
             broken: false,
             done: false,
-        })
+        };
+        // Created here, not on the first write: the file then exists before anything can
+        // drop the copy, and `Drop` always finds what it must remove. One create is quick.
+        match std::fs::File::create_new(&copy.tmp) {
+            Ok(f) => copy.file = Some(f),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a large-file cache copy");
+                copy.done = true; // nothing to discard
+                return None;
+            }
+        }
+        Some(copy)
+    }
+
+    /// A slot for one background copy, if fewer than [`BACKGROUND_COPIES`] run.
+    pub(crate) fn background_slot(&self) -> Option<BackgroundSlot> {
+        let running = &self.inner.background;
+        let mut now = running.load(Ordering::Relaxed);
+        loop {
+            if now >= BACKGROUND_COPIES as u64 {
+                return None;
+            }
+            match running.compare_exchange(now, now + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => {
+                    return Some(BackgroundSlot {
+                        inner: self.inner.clone(),
+                    });
+                }
+                Err(seen) => now = seen,
+            }
+        }
+    }
+}
+
+/// A running background copy; its slot is freed when this is dropped.
+pub(crate) struct BackgroundSlot {
+    inner: Arc<Inner>,
+}
+
+impl Drop for BackgroundSlot {
+    fn drop(&mut self) {
+        self.inner.background.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -465,7 +555,7 @@ impl Inner {
             let Some(name) = file_name.to_str() else {
                 continue;
             };
-            if name.ends_with(".tmp") {
+            if is_temp_name(name) {
                 // Left by a copy that a crash interrupted.
                 let _ = std::fs::remove_file(item.path());
                 continue;
@@ -553,13 +643,11 @@ impl Filling {
         }
         let parts = std::mem::take(&mut self.pending);
         self.pending_len = 0;
-        let file = self.file.take();
-        let tmp = self.tmp.clone();
+        let Some(mut file) = self.file.take() else {
+            self.broken = true;
+            return;
+        };
         let wrote = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let mut file = match file {
-                Some(f) => f,
-                None => std::fs::File::create_new(&tmp)?,
-            };
             for p in &parts {
                 file.write_all(p)?;
             }
@@ -592,10 +680,18 @@ impl Filling {
         let inner = self.tier.inner.clone();
         let (tmp, name, size) = (self.tmp.clone(), self.name.clone(), self.expected);
         let placed = tokio::task::spawn_blocking(move || {
+            // Whole on disk before it has its name, so a power loss cannot leave a copy with
+            // the right length and the wrong bytes.
+            file.sync_data()?;
             drop(file);
-            std::fs::rename(&tmp, inner.dir.join(&name))?;
             let victims = {
+                // Named and indexed under the lock, so a `forget` of the key either saw this
+                // copy being made (and voided it) or comes after and removes it.
                 let mut idx = inner.lock();
+                if idx.voided.contains(&name) {
+                    return Err(std::io::Error::other("voided by a write of the key"));
+                }
+                std::fs::rename(&tmp, inner.dir.join(&name))?;
                 idx.insert(&name, size);
                 inner.over_bound(&mut idx, &name)
             };
@@ -612,26 +708,36 @@ impl Filling {
 
 impl Drop for Filling {
     fn drop(&mut self) {
-        self.tier.inner.lock().filling.remove(&self.name);
         if !self.done {
-            self.tier.inner.discarded.fetch_add(1, Ordering::Relaxed);
             // A quick unlink; the copy's data never reached its final name.
             let _ = std::fs::remove_file(&self.tmp);
+        }
+        let mut idx = self.tier.inner.lock();
+        idx.filling.remove(&self.name);
+        idx.voided.remove(&self.name);
+        idx.reserved = idx.reserved.saturating_sub(self.expected);
+        drop(idx);
+        if !self.done {
+            self.tier.inner.discarded.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
 
 /// `stored` with every byte also written to `copy`, and `decode` applied; the copy is
-/// committed only when the decoded stream ends without error.
+/// committed only when the decoded stream ends without error, having given exactly `size`
+/// bytes.
 ///
 /// An HTTP server stops reading a body once it has sent `Content-Length` bytes, so the end of
 /// the stream may never be asked for. When the decoded bytes reach `size`, the stream is
 /// therefore driven to its end (the decoder's last checks) before the last bytes are handed
-/// on: the copy is committed, or the error takes the last bytes' place.
+/// on; then the copy is committed on a task of its own (a sync and a rename), so the last
+/// bytes do not wait for the disk. A stream that fails at its end, or goes on past `size`,
+/// ends in an error instead of its last bytes.
 pub(crate) fn tee(
     copy: Filling,
     stored: ByteStream,
     size: u64,
+    key: &str,
     decode: impl FnOnce(ByteStream) -> crate::Result<ByteStream>,
 ) -> crate::Result<ByteStream> {
     let shared = Arc::new(tokio::sync::Mutex::new(Some(copy)));
@@ -650,51 +756,56 @@ pub(crate) fn tee(
         })
         .boxed();
     let plain = decode(teed)?;
+    let key = key.to_owned();
     let state = (plain, shared, 0u64, false);
-    Ok(futures::stream::unfold(
-        state,
-        move |(mut plain, shared, mut sent, ended)| async move {
-            if ended {
-                return None;
-            }
-            let item = match plain.next().await {
-                Some(Ok(b)) => {
-                    sent += b.len() as u64;
-                    if sent < size {
-                        Ok(b)
-                    } else {
-                        match plain.next().await {
-                            None if sent == size => {
-                                if let Some(copy) = shared.lock().await.take() {
-                                    copy.commit().await;
-                                }
-                                Ok(b)
-                            }
-                            Some(Err(e)) => Err(e),
-                            // Longer than described: no copy; what follows is passed on.
-                            _ => Ok(b),
-                        }
-                    }
-                }
-                Some(Err(e)) => Err(e),
-                None => {
-                    if let Some(copy) = shared.lock().await.take()
-                        && sent == size
-                    {
-                        copy.commit().await;
-                    }
+    Ok(
+        futures::stream::unfold(state, move |(mut plain, shared, mut sent, ended)| {
+            let key = key.clone();
+            async move {
+                if ended {
                     return None;
                 }
-            };
-            let ended = item.is_err() || sent >= size;
-            if ended {
-                // Whatever was not committed above is discarded now.
-                shared.lock().await.take();
+                let item = match plain.next().await {
+                    Some(Ok(b)) => {
+                        sent += b.len() as u64;
+                        if sent < size {
+                            Ok(b)
+                        } else {
+                            match plain.next().await {
+                                None if sent == size => {
+                                    if let Some(copy) = shared.lock().await.take() {
+                                        tokio::spawn(copy.commit());
+                                    }
+                                    Ok(b)
+                                }
+                                Some(Err(e)) => Err(e),
+                                _ => Err(crate::Error::Integrity {
+                                    key: key.clone(),
+                                    reason: "the stored file is longer than its description".into(),
+                                }),
+                            }
+                        }
+                    }
+                    Some(Err(e)) => Err(e),
+                    None => {
+                        if let Some(copy) = shared.lock().await.take()
+                            && sent == size
+                        {
+                            tokio::spawn(copy.commit());
+                        }
+                        return None;
+                    }
+                };
+                let ended = item.is_err() || sent >= size;
+                if ended {
+                    // Whatever was not committed above is discarded now.
+                    shared.lock().await.take();
+                }
+                Some((item, (plain, shared, sent, ended)))
             }
-            Some((item, (plain, shared, sent, ended)))
-        },
+        })
+        .boxed(),
     )
-    .boxed())
 }
 
 /// Copies a whole stored object from `stored` into `copy`, in the background of a ranged
@@ -758,6 +869,15 @@ mod tests {
         assert_ne!(a, name_of("d/app/f", &v("\"1\"", 11)));
         assert!(a.starts_with(&key_part("d/app/f")));
         assert!(!is_copy_name("x.tmp"));
+        assert!(is_temp_name(&format!("{a}.12.tmp")));
+        for not_ours in [
+            "x.1.tmp",
+            "notes.tmp",
+            &format!("{a}.tmp"),
+            &format!("{a}.1x.tmp"),
+        ] {
+            assert!(!is_temp_name(not_ours), "{not_ours}");
+        }
     }
 
     async fn fill(tier: &LargeFiles, key: &str, version: &Version<'_>, body: &[u8]) -> bool {
@@ -818,6 +938,37 @@ mod tests {
         drop(first);
         assert!(tier.start_copy("k", &v("\"x\"", 5), None).is_some());
 
+        // A write of the key while its copy is being made voids the copy.
+        let racing = v("\"r\"", 1000);
+        let mut copy = tier.start_copy("k", &racing, None).unwrap();
+        copy.push(&Bytes::from(vec![3u8; 1000])).await;
+        tier.forget("k").await;
+        copy.commit().await;
+        assert!(tier.open_copy("k", &racing).await.is_none());
+        assert_eq!(tmp_files(dir.path()), 0);
+
+        // Copies in progress together reserve at most half the bound.
+        let big = v("\"big\"", 25 << 20);
+        let first = tier
+            .start_copy("a", &big, None)
+            .expect("a quarter of the bound");
+        let second = tier.start_copy("b", &big, None).expect("half of the bound");
+        assert!(
+            tier.start_copy("c", &big, None).is_none(),
+            "over half the bound"
+        );
+        drop(first);
+        assert!(tier.start_copy("c", &big, None).is_some(), "room again");
+        drop(second);
+
+        // Background copies are limited.
+        let slots: Vec<_> = (0..BACKGROUND_COPIES)
+            .map(|_| tier.background_slot().expect("a slot"))
+            .collect();
+        assert!(tier.background_slot().is_none());
+        drop(slots);
+        assert!(tier.background_slot().is_some());
+
         tier.forget("k").await;
         assert!(tier.open_copy("k", &ver).await.is_none());
         assert_eq!(tier.stats().files, 0);
@@ -847,11 +998,15 @@ mod tests {
         // Larger than a quarter of the bound: never copied.
         assert!(!tier.takes((3 << 20) + 1));
 
-        // A restart finds the copies; a crash's temporary file is removed.
-        std::fs::write(dir.path().join("x.1.tmp"), b"partial").unwrap();
+        // A restart finds the copies; a crash's temporary file is removed, files that are
+        // not ours are left alone.
+        let crashed = format!("{}.7.tmp", name_of("k", &ver("\"z\"")));
+        std::fs::write(dir.path().join(&crashed), b"partial").unwrap();
+        std::fs::write(dir.path().join("notes.tmp"), b"not ours").unwrap();
         drop(tier);
         let again = LargeFiles::open(setup).unwrap();
-        assert_eq!(tmp_files(dir.path()), 0);
+        assert!(!dir.path().join(&crashed).exists());
+        assert_eq!(tmp_files(dir.path()), 1, "only notes.tmp is left");
         assert_eq!(again.stats().files, 4);
         assert!(again.open_copy("\"e\"", &ver("\"e\"")).await.is_some());
     }

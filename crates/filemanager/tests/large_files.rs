@@ -59,6 +59,13 @@ impl World {
         self.fm.large_file_stats().expect("the tier is on")
     }
 
+    /// Waits until `n` copies were made in all (a copy is committed on a task of its own,
+    /// just after the download that made it hands on its last bytes).
+    async fn filled(&self, n: u64) {
+        eventually(&format!("{n} copies made"), || self.stats().fills >= n).await;
+        assert_eq!(self.stats().fills, n);
+    }
+
     async fn put(&self, loc: &Location, body: &[u8], encrypt: bool, compress: bool) {
         self.fm
             .upload(
@@ -145,6 +152,7 @@ async fn a_large_file_is_copied_once_then_served_locally_whole_and_in_ranges() {
         let (got, hit) = w.get(&loc, None).await;
         assert!(got == body, "first download differs");
         assert!(!hit, "the first download reads the bucket");
+        w.filled(1).await;
         let s = w.stats();
         assert_eq!((s.fills, s.hits, s.files), (1, 0, 1));
 
@@ -191,6 +199,7 @@ async fn writes_and_deletes_remove_copies_and_never_serve_an_old_version() {
     let second = pseudo_random(2, SIZE);
     w.put(&loc, &first, true, false).await;
     assert!(w.get(&loc, None).await.0 == first);
+    w.filled(1).await;
     assert_eq!(files_in(&w.large_dir).0.len(), 1);
 
     // An overwrite through this instance removes the copy at once; the next read is the
@@ -199,6 +208,7 @@ async fn writes_and_deletes_remove_copies_and_never_serve_an_old_version() {
     assert_eq!(files_in(&w.large_dir).0.len(), 0);
     let (got, hit) = w.get(&loc, None).await;
     assert!(got == second && !hit);
+    w.filled(2).await;
     let (got, hit) = w.get(&loc, None).await;
     assert!(got == second && hit);
 
@@ -282,6 +292,7 @@ async fn a_damaged_copy_fails_one_read_and_is_removed() {
     let body = pseudo_random(6, SIZE);
     w.put(&loc, &body, true, false).await;
     assert!(w.get(&loc, None).await.0 == body);
+    w.filled(1).await;
     let (copies, _) = files_in(&w.large_dir);
     let mut bytes = std::fs::read(&copies[0]).unwrap();
     bytes[SIZE / 2] ^= 0x40;
@@ -334,6 +345,7 @@ async fn a_write_during_a_copy_voids_it() {
     }
     assert!(got == old);
     // The old version was read whole, but a write came after the read began: no copy.
+    eventually("the copy is discarded", || w.stats().fills_discarded == 1).await;
     let s = w.stats();
     assert_eq!((s.fills, s.fills_discarded, s.files), (0, 1, 0));
 }
@@ -345,9 +357,10 @@ async fn the_bound_holds_and_copies_outlive_a_restart() {
     };
     let body = pseudo_random(10, SIZE);
     let locs: Vec<Location> = (0..6).map(|i| w.at(&format!("f{i}.bin"))).collect();
-    for loc in &locs {
+    for (i, loc) in locs.iter().enumerate() {
         w.put(loc, &body, true, false).await;
         assert!(w.get(loc, None).await.0 == body);
+        w.filled(i as u64 + 1).await;
     }
     let stored =
         w.fm.metadata(&locs[0], false)

@@ -257,7 +257,7 @@ impl FileManager {
         Ok(Some(Download {
             info,
             // Disk reads and decoding run ahead of the connection sending the bytes.
-            body: crate::body::ahead(body),
+            body: crate::body::ahead(body, &location.key()),
             range,
             from_cache: true,
             in_memory: None,
@@ -288,11 +288,16 @@ impl FileManager {
     }
 
     /// Reads the whole object again in the background, into `copy`, if it is still the
-    /// version `info` describes (after a ranged read, which read only part of it).
+    /// version `info` describes (after a ranged read, which read only part of it), and if
+    /// fewer than `BACKGROUND_COPIES` such reads run already.
     pub(super) fn copy_in_background(&self, key: String, info: &ObjectInfo, copy: Filling) {
+        let Some(slot) = self.inner.large.as_ref().and_then(|l| l.background_slot()) else {
+            return;
+        };
         let store = self.inner.store.clone();
         let (etag, stored_size) = (info.etag.clone(), info.stored_size);
         tokio::spawn(async move {
+            let _slot = slot;
             if let Ok((now, stored)) = store.get(&key).await
                 && now.etag == etag
                 && now.stored_size == stored_size

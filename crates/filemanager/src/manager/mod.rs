@@ -381,12 +381,12 @@ impl FileManager {
                 let encoding = info.record.encoding;
                 let codec = &self.inner.codec;
                 let body = match self.start_copy(&key, &info, size, guard) {
-                    Some(copy) => {
-                        crate::large::tee(copy, stored, size, |s| codec.decode(&key, encoding, s))?
-                    }
+                    Some(copy) => crate::large::tee(copy, stored, size, &key, |s| {
+                        codec.decode(&key, encoding, s)
+                    })?,
                     None => codec.decode(&key, encoding, stored)?,
                 };
-                let body = decode_ahead(encoding, body);
+                let body = decode_ahead(&key, encoding, body);
                 Ok(Download {
                     info: file_info(location, &info, size),
                     body,
@@ -399,7 +399,7 @@ impl FileManager {
                 let (info, size) = self.head_sized(&key).await?;
                 let range = range.resolve(size)?;
                 let body = self.read_range(&key, &info, range.clone()).await?;
-                let body = decode_ahead(info.record.encoding, body);
+                let body = decode_ahead(&key, info.record.encoding, body);
                 if let Some(copy) = self.start_copy(&key, &info, size, guard) {
                     self.copy_in_background(key.clone(), &info, copy);
                 }
@@ -614,10 +614,14 @@ where
 
 /// A streamed download of an encoded file, decoded on a task of its own (see
 /// [`body::ahead`]); plain bytes pass through untouched, since there is nothing to overlap.
-fn decode_ahead(encoding: Encoding, body: crate::store::ByteStream) -> crate::store::ByteStream {
+fn decode_ahead(
+    key: &str,
+    encoding: Encoding,
+    body: crate::store::ByteStream,
+) -> crate::store::ByteStream {
     match encoding {
         Encoding::Plain => body,
-        _ => body::ahead(body),
+        _ => body::ahead(body, key),
     }
 }
 

@@ -63,6 +63,8 @@ impl FileManager {
             return Ok(RekeyOutcome::Changed);
         }
         store.put(key, &record, encoded, false).await?;
+        // Copies sealed under the old key are of no use now, and should not linger.
+        self.forget_copies(key).await;
         if let Some(cache) = &self.inner.cache {
             cache.invalidate(key).await;
         }

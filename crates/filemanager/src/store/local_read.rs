@@ -107,6 +107,12 @@ pub(crate) fn pinned_stream(file: Arc<std::fs::File>, range: Range<u64>, key: &s
             async move { read_at(&file, piece, &key).await }
         })
         .buffered(2)
+        // Nothing after an error: a reader that went on would get bytes with a gap.
+        .scan(false, |failed, item| {
+            let end = *failed;
+            *failed = item.is_err();
+            futures::future::ready((!end).then_some(item))
+        })
         .boxed()
 }
 
