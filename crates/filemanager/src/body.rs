@@ -289,4 +289,21 @@ mod tests {
         }
         panic!("the source outlived its reader");
     }
+
+    #[tokio::test]
+    async fn ahead_reports_a_panicked_source_as_an_error() {
+        let source = futures::stream::iter(0..3u8)
+            .map(|i| {
+                assert!(i < 2, "the source broke (expected by this test)");
+                Ok(Bytes::from(vec![i]))
+            })
+            .boxed();
+        let got: Vec<Result<Bytes>> = ahead(source, "k").collect().await;
+        assert_eq!(got.len(), 3);
+        assert!(got[..2].iter().all(|r| r.is_ok()));
+        assert!(
+            matches!(&got[2], Err(Error::FileDownloadError { key, .. }) if key == "k"),
+            "a short stream must end in an error"
+        );
+    }
 }
