@@ -335,6 +335,8 @@ FM_BIG_ENC_CACHED="$FM_S3/v1/files/bench/app/s3/big64-enc.bin"
 FM_BIG_PLAIN_CACHED="$FM_S3/v1/files/bench/app/s3/big64-plain.bin"
 for u in "$FM_BIG_ENC_CACHED" "$FM_BIG_PLAIN_CACHED"; do
   curl -sf -H "$AUTH" "$u" > /dev/null
+  # The copy is committed (synced and renamed) just after the first download ends.
+  for _ in $(seq 50); do [ "$(xcache "$u" "$AUTH")" = hit ] && break; sleep 0.2; done
   [ "$(xcache "$u" "$AUTH")" = hit ] \
     || { echo "bench: a 64 MiB file is not served from the large-file tier" >&2; exit 1; }
 done
