@@ -5,33 +5,23 @@
 //! Run: `cargo bench -p filemanager --bench overhead`. The ratio raw/FileManager of the
 //! medians is the figure in BENCHMARKS.md (1.0 = no overhead).
 
-use std::sync::Arc;
+mod support;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use filemanager::{
-    DownloadOptions, FileManager, Location, StorageConfig, StorageLevel, UploadOptions,
-};
-use object_store::local::LocalFileSystem;
+use filemanager::{Location, StorageLevel};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 
 fn bench(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let fm = FileManager::builder(StorageConfig::Local {
-        root: dir.path().join("fm"),
-    })
-    .build()
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("raw")).unwrap();
-    let raw: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("raw")).unwrap());
-    let plain = UploadOptions::default().encrypt(false).cache_content(false);
-    let no_cache = DownloadOptions {
-        bypass_cache: true,
-        ..Default::default()
-    };
+    let support::Sides {
+        fm,
+        raw,
+        plain,
+        no_cache,
+    } = support::sides(dir.path());
 
     for (label, size) in [("4KiB", 4 * 1024), ("64MiB", 64 * 1024 * 1024)] {
         let data = Bytes::from(vec![0x5au8; size]);

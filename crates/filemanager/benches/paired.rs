@@ -12,17 +12,16 @@
 //! `FM_PAIRED_ROUNDS` (default 9) sets the rounds; `FM_PAIRED_ONLY=upload-4KiB` (for one)
 //! runs only the cases whose `{op}-{size}` contains it (for profiling).
 
+mod support;
+
 use std::io::Write;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use filemanager::{
-    DownloadOptions, FileManager, Location, StorageConfig, StorageLevel, UploadOptions,
-};
-use object_store::local::LocalFileSystem;
+use filemanager::{Location, StorageLevel};
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use support::Sides;
 
 #[derive(Clone, Copy)]
 enum Op {
@@ -36,14 +35,7 @@ enum Side {
     Fm,
 }
 
-struct Setup {
-    fm: FileManager,
-    raw: Arc<dyn ObjectStore>,
-    plain: UploadOptions,
-    no_cache: DownloadOptions,
-}
-
-impl Setup {
+impl Sides {
     async fn once(&self, op: Op, side: Side, loc: &Location, path: &Path, data: &Bytes) {
         match (op, side) {
             (Op::Upload, Side::Raw) => {
@@ -86,23 +78,7 @@ fn main() {
     // `cargo bench` passes `--bench`; nothing else is understood.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let fm = FileManager::builder(StorageConfig::Local {
-        root: dir.path().join("fm"),
-    })
-    .build()
-    .unwrap();
-    std::fs::create_dir_all(dir.path().join("raw")).unwrap();
-    let raw: Arc<dyn ObjectStore> =
-        Arc::new(LocalFileSystem::new_with_prefix(dir.path().join("raw")).unwrap());
-    let setup = Setup {
-        fm,
-        raw,
-        plain: UploadOptions::default().encrypt(false).cache_content(false),
-        no_cache: DownloadOptions {
-            bypass_cache: true,
-            ..Default::default()
-        },
-    };
+    let setup = support::sides(dir.path());
 
     // (size label, bytes, operations per batch)
     for (label, size, batch) in [("4KiB", 4 * 1024, 2000), ("64MiB", 64 * 1024 * 1024, 4)] {

@@ -34,15 +34,15 @@
 //! One tier per directory and process; on start-up the directory is scanned, least recently
 //! used first (a hit touches the copy's modification time).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
+use filemanager_cache::l2::sized_dir::{self, SizedIndex};
 use filemanager_cache::{Cache, Ticket};
 use futures::StreamExt;
 
@@ -212,46 +212,14 @@ struct Inner {
 
 #[derive(Default)]
 struct Index {
-    /// name -> (size, use order)
-    files: HashMap<String, (u64, u64)>,
-    /// use order -> name, least recently used first
-    order: BTreeMap<u64, String>,
-    total: u64,
-    next: u64,
+    /// The finished copies, least recently used first.
+    copies: SizedIndex,
     /// Names being copied now, so that one version is copied once at a time.
     filling: HashSet<String>,
     /// Bytes reserved by the copies being made.
     reserved: u64,
     /// Copies being made whose key was written or deleted meanwhile: never committed.
     voided: HashSet<String>,
-}
-
-impl Index {
-    fn insert(&mut self, name: &str, size: u64) {
-        self.remove(name);
-        let order = self.next;
-        self.next += 1;
-        self.files.insert(name.to_owned(), (size, order));
-        self.order.insert(order, name.to_owned());
-        self.total += size;
-    }
-
-    fn remove(&mut self, name: &str) -> bool {
-        match self.files.remove(name) {
-            Some((size, order)) => {
-                self.order.remove(&order);
-                self.total = self.total.saturating_sub(size);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn touch(&mut self, name: &str) {
-        if let Some(&(size, _)) = self.files.get(name) {
-            self.insert(name, size);
-        }
-    }
 }
 
 /// `sha256(parts joined by newlines)`, the first `n` bytes in hex.
@@ -341,7 +309,7 @@ impl LargeFiles {
         let i = &self.inner;
         let (files, bytes) = {
             let idx = i.lock();
-            (idx.files.len() as u64, idx.total)
+            (idx.copies.len() as u64, idx.copies.total())
         };
         LargeFileStats {
             hits: i.hits.load(Ordering::Relaxed),
@@ -362,7 +330,7 @@ impl LargeFiles {
         version: &Version<'_>,
     ) -> Option<Arc<std::fs::File>> {
         let name = name_of(key, version);
-        let known = self.inner.lock().files.contains_key(&name);
+        let known = self.inner.lock().copies.contains(&name);
         let file = if known {
             let path = self.inner.dir.join(&name);
             let want = version.stored_size;
@@ -384,7 +352,7 @@ impl LargeFiles {
                 }
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                     // Gone from under us (removed by hand): forget it.
-                    self.inner.lock().remove(&name);
+                    self.inner.lock().copies.remove(&name);
                     None
                 }
                 // Anything else (out of file descriptors, say) may pass: a miss this time.
@@ -395,7 +363,7 @@ impl LargeFiles {
         };
         match file {
             Some(f) => {
-                self.inner.lock().touch(&name);
+                self.inner.lock().copies.touch(&name);
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
                 Some(Arc::new(f))
             }
@@ -412,7 +380,7 @@ impl LargeFiles {
     }
 
     async fn discard_damaged(&self, name: &str) {
-        if self.inner.lock().remove(name) {
+        if self.inner.lock().copies.remove(name) {
             self.inner.damaged.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("a large-file cache copy was damaged; removed it");
         }
@@ -426,13 +394,13 @@ impl LargeFiles {
         let gone: Vec<String> = {
             let mut idx = self.inner.lock();
             let names: Vec<String> = idx
-                .files
-                .keys()
+                .copies
+                .names()
                 .filter(|n| n.starts_with(&prefix))
-                .cloned()
+                .map(str::to_owned)
                 .collect();
             for n in &names {
-                idx.remove(n);
+                idx.copies.remove(n);
             }
             let making: Vec<String> = idx
                 .filling
@@ -472,7 +440,7 @@ impl LargeFiles {
         {
             let mut idx = self.inner.lock();
             // Copies in progress reserve their size: temporary files cannot fill the disk.
-            if idx.files.contains_key(&name)
+            if idx.copies.contains(&name)
                 || idx.filling.contains(&name)
                 || idx.reserved + size > self.inner.max_bytes / 2
             {
@@ -547,33 +515,12 @@ impl Inner {
     }
 
     fn scan(&self) -> std::io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut found = Vec::new();
-        for item in std::fs::read_dir(&self.dir)? {
-            let Ok(item) = item else { continue };
-            let file_name = item.file_name();
-            let Some(name) = file_name.to_str() else {
-                continue;
-            };
-            if is_temp_name(name) {
-                // Left by a copy that a crash interrupted.
-                let _ = std::fs::remove_file(item.path());
-                continue;
-            }
-            if !is_copy_name(name) {
-                continue;
-            }
-            let Ok(meta) = item.metadata() else { continue };
-            if meta.is_file() {
-                let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-                found.push((mtime, name.to_owned(), meta.len()));
-            }
-        }
-        found.sort();
+        // Temporary files are left by copies that a crash interrupted.
+        let found = sized_dir::scan(&self.dir, is_copy_name, is_temp_name)?;
         let victims = {
             let mut idx = self.lock();
-            for (_, name, size) in found {
-                idx.insert(&name, size);
+            for (name, size) in found {
+                idx.copies.insert(&name, size);
             }
             self.over_bound(&mut idx, "")
         };
@@ -584,15 +531,9 @@ impl Inner {
     /// Takes least recently used copies (never `keep`) off the index until within the bound;
     /// returns their names, for the caller to remove from disk outside the lock.
     fn over_bound(&self, idx: &mut Index, keep: &str) -> Vec<String> {
-        let mut victims = Vec::new();
-        while idx.total > self.max_bytes {
-            let Some(victim) = idx.order.values().find(|n| n.as_str() != keep).cloned() else {
-                break;
-            };
-            idx.remove(&victim);
-            self.evictions.fetch_add(1, Ordering::Relaxed);
-            victims.push(victim);
-        }
+        let victims = idx.copies.over_bound(self.max_bytes, keep);
+        self.evictions
+            .fetch_add(victims.len() as u64, Ordering::Relaxed);
         victims
     }
 }
@@ -692,7 +633,7 @@ impl Filling {
                     return Err(std::io::Error::other("voided by a write of the key"));
                 }
                 std::fs::rename(&tmp, inner.dir.join(&name))?;
-                idx.insert(&name, size);
+                idx.copies.insert(&name, size);
                 inner.over_bound(&mut idx, &name)
             };
             remove_all(&inner.dir, victims);

@@ -191,6 +191,18 @@ impl Server {
     }
 
     /// Downloads `loc` with the service key; asserts 200 and returns the bytes.
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn get_bytes(&self, loc: &str) -> Vec<u8> {
         let resp = self
             .svc(Method::GET, &format!("/v1/files/{loc}"))

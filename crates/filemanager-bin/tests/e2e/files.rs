@@ -658,16 +658,10 @@ pub async fn x_cache_reports_hits_and_never_stale_bytes(s: &Server) {
         assert_eq!(resp.headers()["x-cache"], "miss");
         assert_eq!(resp.text().await.unwrap(), "third");
     }
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("fm_cache_"), "cache counters are exported");
+    assert!(
+        s.metrics().await.contains("fm_cache_"),
+        "cache counters are exported"
+    );
 }
 
 /// Files too large for the cache: with S3, the large-file tier serves every read after the
@@ -690,25 +684,11 @@ pub async fn large_files_are_read_from_storage_once(s: &Server) {
             (resp.bytes().await.unwrap().to_vec(), hit)
         }
     };
-    let metrics = || async {
-        s.client
-            .get(format!("{}/metrics", s.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     // A copy is committed just after the download that made it has sent its last byte.
-    let filled = |n: u64| {
-        let metrics = &metrics;
-        async move {
-            if !s3 {
-                return;
-            }
+    let filled = |n: u64| async move {
+        if s3 {
             for _ in 0..600 {
-                if metrics()
+                if s.metrics()
                     .await
                     .lines()
                     .any(|l| l == format!("fm_large_files_fills_total {n}"))
@@ -738,7 +718,7 @@ pub async fn large_files_are_read_from_storage_once(s: &Server) {
     );
     filled(2).await;
     assert_eq!(
-        metrics().await.contains("fm_large_files_"),
+        s.metrics().await.contains("fm_large_files_"),
         s3,
         "the tier runs over S3 only"
     );

@@ -11,16 +11,15 @@
 //! mtime first), removing leftover temp files. One `DiskL2` per directory:
 //! two processes sharing one would each account only for their own writes.
 
-use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
+use crate::l2::sized_dir::{SizedIndex, scan};
 use crate::l2::{L2Error, L2Stats, L2Store};
 
 /// A size-bounded directory of cache entries. Cheap to clone (shared state).
@@ -33,41 +32,9 @@ pub struct DiskL2 {
 struct Inner {
     dir: PathBuf,
     max_bytes: u64,
-    index: Mutex<Index>,
+    index: Mutex<SizedIndex>,
     tmp_seq: AtomicU64,
     evictions: AtomicU64,
-}
-
-#[derive(Debug, Default)]
-struct Index {
-    /// name -> (size, write order)
-    files: HashMap<String, (u64, u64)>,
-    /// write order -> name, oldest first
-    order: BTreeMap<u64, String>,
-    total: u64,
-    next: u64,
-}
-
-impl Index {
-    fn insert(&mut self, name: &str, size: u64) {
-        self.remove(name);
-        let order = self.next;
-        self.next += 1;
-        self.files.insert(name.to_owned(), (size, order));
-        self.order.insert(order, name.to_owned());
-        self.total += size;
-    }
-
-    fn remove(&mut self, name: &str) {
-        if let Some((size, order)) = self.files.remove(name) {
-            self.order.remove(&order);
-            self.total = self.total.saturating_sub(size);
-        }
-    }
-
-    fn oldest_except(&self, keep: &str) -> Option<String> {
-        self.order.values().find(|n| n.as_str() != keep).cloned()
-    }
 }
 
 fn is_entry_name(name: &str) -> bool {
@@ -108,7 +75,7 @@ impl DiskL2 {
             inner: Arc::new(Inner {
                 dir,
                 max_bytes,
-                index: Mutex::new(Index::default()),
+                index: Mutex::new(SizedIndex::default()),
                 tmp_seq: AtomicU64::new(0),
                 evictions: AtomicU64::new(0),
             }),
@@ -133,38 +100,16 @@ impl DiskL2 {
 }
 
 impl Inner {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SizedIndex> {
         // Index updates are plain map edits: consistent after a panic.
         self.index.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn scan(&self) -> io::Result<()> {
-        std::fs::create_dir_all(&self.dir)?;
-        let mut found = Vec::new();
-        for item in std::fs::read_dir(&self.dir)? {
-            // One unreadable directory entry must not lose the others.
-            let Ok(item) = item else { continue };
-            let file_name = item.file_name();
-            let Some(name) = file_name.to_str() else {
-                continue;
-            };
-            if name.ends_with(".tmp") {
-                // Left over by a write interrupted by a crash.
-                let _ = std::fs::remove_file(item.path());
-                continue;
-            }
-            if !is_entry_name(name) {
-                continue;
-            }
-            let Ok(meta) = item.metadata() else { continue };
-            if meta.is_file() {
-                let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
-                found.push((mtime, name.to_owned(), meta.len()));
-            }
-        }
-        found.sort();
+        // Temporary files are left over by writes a crash interrupted.
+        let found = scan(&self.dir, is_entry_name, |n| n.ends_with(".tmp"))?;
         let mut idx = self.lock();
-        for (_, name, size) in found {
+        for (name, size) in found {
             idx.insert(&name, size);
         }
         self.evict(&mut idx, "");
@@ -172,12 +117,8 @@ impl Inner {
     }
 
     /// Removes oldest entries (never `keep`) until within the bound.
-    fn evict(&self, idx: &mut Index, keep: &str) {
-        while idx.total > self.max_bytes {
-            let Some(victim) = idx.oldest_except(keep) else {
-                break;
-            };
-            idx.remove(&victim);
+    fn evict(&self, idx: &mut SizedIndex, keep: &str) {
+        for victim in idx.over_bound(self.max_bytes, keep) {
             match std::fs::remove_file(self.dir.join(&victim)) {
                 Ok(()) => {
                     self.evictions.fetch_add(1, Ordering::Relaxed);
@@ -235,10 +176,7 @@ impl Inner {
         let mut first_error = None;
         let items = match std::fs::read_dir(&self.dir) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                *idx = Index {
-                    next: idx.next,
-                    ..Index::default()
-                };
+                idx.clear();
                 return Ok(());
             }
             other => other?,
@@ -262,10 +200,7 @@ impl Inner {
         match first_error {
             Some(e) => Err(e),
             None => {
-                *idx = Index {
-                    next: idx.next,
-                    ..Index::default()
-                };
+                idx.clear();
                 Ok(())
             }
         }
@@ -302,8 +237,8 @@ impl L2Store for DiskL2 {
     fn stats(&self) -> L2Stats {
         let idx = self.inner.lock();
         L2Stats {
-            bytes: Some(idx.total),
-            entries: Some(idx.files.len() as u64),
+            bytes: Some(idx.total()),
+            entries: Some(idx.len() as u64),
             evictions: self.inner.evictions.load(Ordering::Relaxed),
         }
     }

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 mod disk;
 pub mod entry;
 mod object;
+pub mod sized_dir;
 pub(crate) mod tier;
 
 pub use disk::DiskL2;
