@@ -265,9 +265,9 @@ mod tests {
     use super::*;
     use crate::location::StorageLevel;
 
-    #[test]
-    fn frames_round_trip_and_reject_garbage() {
-        let meta = CachedMeta {
+    /// The description of a 3-byte file `d/app/f` with entity tag `etag`.
+    fn sample(etag: &str) -> CachedMeta {
+        CachedMeta {
             info: FileInfo {
                 key: "d/app/f".into(),
                 domain: "d".into(),
@@ -277,14 +277,19 @@ mod tests {
                 size: 3,
                 stored_size: 3,
                 content_type: "text/plain".into(),
-                etag: Some("\"e\"".into()),
+                etag: Some(etag.into()),
                 last_modified: chrono::Utc::now(),
                 compressed: false,
                 encrypted: false,
                 metadata: Default::default(),
             },
             no_cache: false,
-        };
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_and_reject_garbage() {
+        let meta = sample("\"e\"");
         let f = frame(&meta, b"abc");
         let (back, body) = unframe(&f).unwrap();
         assert_eq!(back.info, meta.info);
@@ -296,24 +301,7 @@ mod tests {
     #[test]
     fn the_memo_answers_for_identical_text_only() {
         let memo = DescriptionMemo::default();
-        let mut meta = CachedMeta {
-            info: FileInfo {
-                key: "d/app/f".into(),
-                domain: "d".into(),
-                level: StorageLevel::App,
-                user_id: None,
-                filename: "f".into(),
-                size: 3,
-                stored_size: 3,
-                content_type: "text/plain".into(),
-                etag: Some("\"1\"".into()),
-                last_modified: chrono::Utc::now(),
-                compressed: false,
-                encrypted: false,
-                metadata: Default::default(),
-            },
-            no_cache: false,
-        };
+        let mut meta = sample("\"1\"");
         let first = frame(&meta, b"abc");
         let (got, body) = unframe_memo(&first, &memo, "d/app/f").unwrap();
         assert_eq!(

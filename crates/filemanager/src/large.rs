@@ -697,11 +697,9 @@ pub(crate) fn tee(
         })
         .boxed();
     let plain = decode(teed)?;
-    let key = key.to_owned();
-    let state = (plain, shared, 0u64, false);
+    let state = (plain, shared, 0u64, false, key.to_owned());
     Ok(
-        futures::stream::unfold(state, move |(mut plain, shared, mut sent, ended)| {
-            let key = key.clone();
+        futures::stream::unfold(state, move |(mut plain, shared, mut sent, ended, key)| {
             async move {
                 if ended {
                     return None;
@@ -742,7 +740,7 @@ pub(crate) fn tee(
                     // Whatever was not committed above is discarded now.
                     shared.lock().await.take();
                 }
-                Some((item, (plain, shared, sent, ended)))
+                Some((item, (plain, shared, sent, ended, key)))
             }
         })
         .boxed(),
