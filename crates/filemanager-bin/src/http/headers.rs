@@ -78,7 +78,7 @@ pub fn describe_into(h: &mut HeaderMap, info: &FileInfo, from_cache: bool) {
     {
         h.insert(header::ETAG, etag);
     }
-    if let Ok(v) = HeaderValue::from_str(&http_date(&info.last_modified)) {
+    if let Some(v) = http_date_value(&info.last_modified) {
         h.insert(header::LAST_MODIFIED, v);
     }
     h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -112,28 +112,61 @@ pub fn none_match(if_none_match: &HeaderValue, etag: Option<&str>) -> bool {
     list.split(',').any(|candidate| weak(candidate) == current)
 }
 
+const DAYS: [&[u8; 3]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+const MONTHS: [&[u8; 3]; 12] = [
+    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov", b"Dec",
+];
+
 /// An HTTP date (IMF-fixdate): `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub fn http_date(t: &DateTime<Utc>) -> String {
-    // Written field by field: `format` interprets its pattern string on every call, and this
-    // runs on every download.
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let mut out = String::with_capacity(29);
-    // Writing to a `String` cannot fail.
-    let _ = write!(
-        out,
-        "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        DAYS[t.weekday().num_days_from_monday() as usize],
-        t.day(),
-        MONTHS[t.month0() as usize],
-        t.year(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-    );
-    out
+    match imf_fixdate(t) {
+        // The bytes are ASCII by construction.
+        Some(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        None => {
+            let mut out = String::with_capacity(32);
+            let _ = write!(
+                out,
+                "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
+                String::from_utf8_lossy(DAYS[t.weekday().num_days_from_monday() as usize]),
+                t.day(),
+                String::from_utf8_lossy(MONTHS[t.month0() as usize]),
+                t.year(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+            );
+            out
+        }
+    }
+}
+
+/// [`http_date`] as a header value, for the `Last-Modified` of every download.
+fn http_date_value(t: &DateTime<Utc>) -> Option<HeaderValue> {
+    match imf_fixdate(t) {
+        Some(bytes) => HeaderValue::from_bytes(&bytes).ok(),
+        None => HeaderValue::from_str(&http_date(t)).ok(),
+    }
+}
+
+/// The 29 bytes of an IMF-fixdate, written digit by digit (no formatting machinery: this runs
+/// on every download), for years 0 to 9999; other years are left to the general path.
+fn imf_fixdate(t: &DateTime<Utc>) -> Option<[u8; 29]> {
+    let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
+    let mut out = *b"Mon, 00 Jan 0000 00:00:00 GMT";
+    let two = |out: &mut [u8; 29], at: usize, n: u32| {
+        out[at] = b'0' + (n / 10 % 10) as u8;
+        out[at + 1] = b'0' + (n % 10) as u8;
+    };
+    out[..3].copy_from_slice(DAYS[t.weekday().num_days_from_monday() as usize]);
+    two(&mut out, 5, t.day());
+    out[8..11].copy_from_slice(MONTHS[t.month0() as usize]);
+    two(&mut out, 12, year / 100);
+    two(&mut out, 14, year % 100);
+    two(&mut out, 17, t.hour());
+    two(&mut out, 20, t.minute());
+    // A leap second (chrono's second 59 with nanos past 1e9) is still written as 59.
+    two(&mut out, 23, t.second());
+    Some(out)
 }
 
 #[cfg(test)]
@@ -153,6 +186,21 @@ mod tests {
                 t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
             );
         }
+        // The edges of the fast path's years.
+        for year in [0, 9, 999, 9999] {
+            let t = Utc.with_ymd_and_hms(year, 1, 2, 3, 4, 5).unwrap();
+            assert_eq!(
+                http_date(&t),
+                t.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+                "{year}"
+            );
+            let v = http_date_value(&t).unwrap();
+            assert_eq!(v.to_str().unwrap(), http_date(&t));
+        }
+        // Past them, the general path (no such date is ever stored; it must not panic).
+        let far = Utc.with_ymd_and_hms(10000, 1, 2, 3, 4, 5).unwrap();
+        assert_eq!(http_date(&far), "Sun, 02 Jan 10000 03:04:05 GMT");
+        assert!(http_date_value(&far).is_some());
     }
 
     #[test]

@@ -19,9 +19,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
@@ -51,11 +50,54 @@ pub struct Metrics {
 
 /// Series of one metric by label values.
 #[derive(Debug)]
-struct Series<K, V>(RwLock<HashMap<K, V>>);
+struct Series<K, V>(RwLock<HashMap<K, V, LabelHasher>>);
 
 impl<K, V> Default for Series<K, V> {
     fn default() -> Self {
-        Series(RwLock::new(HashMap::new()))
+        Series(RwLock::new(HashMap::default()))
+    }
+}
+
+/// Hashes label sets for [`Series`], which looks one up on every request. Label values come
+/// from the service's own fixed sets (methods, route templates, operation names) and status
+/// codes, never from a client, so a multiply-rotate hash is enough: nobody can choose keys
+/// that collide, and SipHash's protection against that would only cost time.
+#[derive(Debug, Default, Clone, Copy)]
+struct LabelHasher;
+
+impl std::hash::BuildHasher for LabelHasher {
+    type Hasher = LabelHash;
+    fn build_hasher(&self) -> LabelHash {
+        LabelHash(0)
+    }
+}
+
+/// The state of [`LabelHasher`].
+#[derive(Debug)]
+struct LabelHash(u64);
+
+impl std::hash::Hasher for LabelHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -88,6 +130,8 @@ impl<K: Hash + Eq + Copy + Ord, V: Default> Series<K, V> {
 
 #[derive(Debug, Default)]
 struct Histogram {
+    /// Observations per bucket, each counted in the first bucket whose bound holds it (not
+    /// cumulative; see `render`).
     counts: [AtomicU64; BUCKETS.len()],
     count: AtomicU64,
     /// Sum in nanoseconds: an integer can be added atomically.
@@ -117,10 +161,10 @@ impl Metrics {
         let secs = took.as_secs_f64();
         let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
         self.storage.with(op, |h| {
-            for (count, bound) in h.counts.iter().zip(BUCKETS) {
-                if secs <= bound {
-                    count.fetch_add(1, Ordering::Relaxed);
-                }
+            // One bucket per observation (the first whose bound holds it); the cumulative
+            // counts Prometheus expects are summed when rendering, which is rare.
+            if let Some(i) = BUCKETS.iter().position(|bound| secs <= *bound) {
+                h.counts[i].fetch_add(1, Ordering::Relaxed);
             }
             h.count.fetch_add(1, Ordering::Relaxed);
             h.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
@@ -133,7 +177,7 @@ impl Metrics {
         });
     }
 
-    fn request_id(&self) -> String {
+    fn request_id(&self) -> HeaderValue {
         // Unique within the process and cheap; a start-time prefix separates restarts.
         static START: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
         let start = *START.get_or_init(|| {
@@ -142,7 +186,12 @@ impl Metrics {
                 .map_or(0, |d| d.as_secs())
         });
         let n = self.next_id.fetch_add(1, Ordering::Relaxed);
-        format!("{start:x}-{n:x}")
+        // `{start:x}-{n:x}`, written digit by digit: this runs on every request.
+        let mut buf = [0u8; 33];
+        let mut len = push_hex(&mut buf, 0, start);
+        buf[len] = b'-';
+        len = push_hex(&mut buf, len + 1, n);
+        HeaderValue::from_bytes(&buf[..len]).unwrap_or(HeaderValue::from_static("invalid"))
     }
 
     /// The metrics in the Prometheus text exposition format.
@@ -176,14 +225,17 @@ impl Metrics {
         out.push_str("# HELP fm_storage_seconds Latency of storage operations.\n");
         out.push_str("# TYPE fm_storage_seconds histogram\n");
         self.storage.each(|op, h| {
+            let mut below = 0;
             for (bound, n) in BUCKETS.iter().zip(&h.counts) {
+                below += n.load(Ordering::Relaxed);
                 let _ = writeln!(
                     out,
-                    "fm_storage_seconds_bucket{{op=\"{op}\",le=\"{bound}\"}} {}",
-                    n.load(Ordering::Relaxed)
+                    "fm_storage_seconds_bucket{{op=\"{op}\",le=\"{bound}\"}} {below}"
                 );
             }
-            let count = h.count.load(Ordering::Relaxed);
+            // Read after the buckets, and never below them: an observation counted in a bucket
+            // may not be in `count` yet.
+            let count = h.count.load(Ordering::Relaxed).max(below);
             let sum = h.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9;
             let _ = writeln!(
                 out,
@@ -194,6 +246,16 @@ impl Metrics {
         });
         out
     }
+}
+
+/// Writes `n` in lower-case hex (no leading zeros) into `buf` at `at`; returns the end.
+fn push_hex(buf: &mut [u8; 33], at: usize, n: u64) -> usize {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let digits = (64 - (n | 1).leading_zeros()).div_ceil(4) as usize;
+    for i in 0..digits {
+        buf[at + i] = HEX[((n >> (4 * (digits - 1 - i))) & 0xf) as usize];
+    }
+    at + digits
 }
 
 fn escape(label: &str) -> String {
@@ -217,57 +279,79 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The `route` label: the template the router matched, as one of its own `&'static str`s.
-fn route_label(req: &Request) -> &'static str {
-    match req.extensions().get::<MatchedPath>() {
-        Some(m) => super::ROUTES
-            .iter()
-            .copied()
-            .find(|r| *r == m.as_str())
-            .unwrap_or("other"),
-        None => "unmatched",
+/// The `route` label of a request for `path`: the template of the route that serves it, as
+/// one of [`super::ROUTES`], or `unmatched`. The templates are fixed paths and three prefixes
+/// followed by at least one character (`{*loc}` never matches an empty rest), so the label is
+/// read off the path directly, before any routing.
+pub fn route_label(path: &str) -> &'static str {
+    use super::{FILES_ROUTE, LIST_ROUTE, META_ROUTE, ROUTES};
+    for (route, prefix) in [
+        (FILES_ROUTE, super::routes::FILES),
+        (META_ROUTE, super::routes::META),
+        (LIST_ROUTE, super::routes::LIST),
+    ] {
+        if path.len() > prefix.len() && path.starts_with(prefix) {
+            return route;
+        }
     }
+    ROUTES
+        .iter()
+        .copied()
+        .find(|r| !r.contains('{') && *r == path)
+        .unwrap_or("unmatched")
 }
 
-/// Middleware: request id, a tracing span and one log line per request, and the request
-/// counter.
-pub async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let start = Instant::now();
+/// Runs `inner` on `req` with the request's id, a tracing span and one log line, and counts
+/// the request.
+///
+/// Called by the service for every request, around routing: it is plain code rather than a
+/// middleware layer, so a request costs no boxed future or cloned service of its own here.
+pub async fn observe<F>(
+    state: &AppState,
+    req: Request,
+    inner: impl FnOnce(Request) -> F,
+) -> Response
+where
+    F: Future<Output = Response>,
+{
+    // Only the log line uses the time taken, and it is off at the default level.
+    let start = tracing::enabled!(tracing::Level::INFO).then(Instant::now);
     let method = method_label(req.method());
-    let route = route_label(&req);
-    let id = req
-        .headers()
-        .get(&X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| {
-            !v.is_empty()
+    let route = route_label(req.uri().path());
+    let id = match req.headers().get(&X_REQUEST_ID) {
+        Some(v)
+            if !v.is_empty()
                 && v.len() <= 64
-                && v.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        })
-        .map_or_else(|| state.metrics.request_id(), str::to_owned);
+                && v.as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') =>
+        {
+            v.clone()
+        }
+        _ => state.metrics.request_id(),
+    };
     // The path only: the query may hold a presigned URL's signature. The span records its
     // fields only when enabled, so borrowing them costs nothing at the default level.
     let span = tracing::info_span!(
         "request",
-        id = %id,
+        id = id.to_str().unwrap_or_default(),
         method = %req.method(),
         path = %req.uri().path()
     );
-    let id_value = HeaderValue::try_from(id).unwrap_or(HeaderValue::from_static("invalid"));
-    req.headers_mut().insert(X_REQUEST_ID, id_value.clone());
-
-    let mut resp = next.run(req).instrument(span.clone()).await;
+    let mut resp = inner(req).instrument(span.clone()).await;
     let status = resp.status().as_u16();
     state.metrics.count_request(method, route, status);
     span.in_scope(|| {
         tracing::info!(
             status,
-            ms = %format_args!("{:.1}", start.elapsed().as_secs_f64() * 1e3),
+            ms = %format_args!(
+                "{:.1}",
+                start.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3)
+            ),
             "served"
         )
     });
-    resp.headers_mut().insert(X_REQUEST_ID, id_value);
+    resp.headers_mut().insert(X_REQUEST_ID, id);
     resp
 }
 
@@ -289,6 +373,26 @@ mod tests {
         assert!(text.contains("fm_storage_seconds_bucket{op=\"download\",le=\"0.005\"} 1"));
         assert!(text.contains("fm_storage_seconds_count{op=\"download\"} 1"));
         assert!(text.contains("fm_storage_seconds_sum{op=\"download\"} 0.003\n"));
+        // Buckets are cumulative, whichever bucket an observation was counted in.
+        m.observe_storage("download", Duration::from_millis(20));
+        m.observe_storage("download", Duration::from_secs(60));
+        let text = m.render();
+        for (le, n) in [
+            ("0.0025", 0),
+            ("0.005", 1),
+            ("0.01", 1),
+            ("0.025", 2),
+            ("10", 2),
+        ] {
+            assert!(
+                text.contains(&format!(
+                    "fm_storage_seconds_bucket{{op=\"download\",le=\"{le}\"}} {n}\n"
+                )),
+                "le={le}: {text}"
+            );
+        }
+        assert!(text.contains("fm_storage_seconds_bucket{op=\"download\",le=\"+Inf\"} 3\n"));
+        assert!(text.contains("fm_storage_seconds_count{op=\"download\"} 3\n"));
         m.count_request("GET", "/v1/files/{*loc}", 200);
         m.count_request("PUT", "/v1/files/{*loc}", 201);
         let text = m.render();
@@ -298,6 +402,46 @@ mod tests {
         assert!(text.contains(
             "fm_http_requests_total{method=\"PUT\",route=\"/v1/files/{*loc}\",status=\"201\"} 1"
         ));
+    }
+
+    #[test]
+    fn request_ids_are_hex_pairs() {
+        let m = Metrics::default();
+        let a = m.request_id();
+        let b = m.request_id();
+        let (start, n) = a.to_str().unwrap().split_once('-').unwrap();
+        assert!(u64::from_str_radix(start, 16).unwrap() > 1_600_000_000);
+        assert_eq!(n, "0");
+        assert!(b.to_str().unwrap().ends_with("-1"));
+        let mut buf = [0u8; 33];
+        for v in [0, 1, 15, 16, 255, 0x1234_abcd, u64::MAX] {
+            let end = push_hex(&mut buf, 0, v);
+            assert_eq!(std::str::from_utf8(&buf[..end]).unwrap(), format!("{v:x}"));
+        }
+    }
+
+    #[test]
+    fn route_labels_follow_the_router() {
+        for (path, label) in [
+            ("/v1/files/blog/app/a.txt", "/v1/files/{*loc}"),
+            ("/v1/files/x", "/v1/files/{*loc}"),
+            ("/v1/files/", "unmatched"),
+            ("/v1/files", "unmatched"),
+            ("/v1/meta/blog/app/a", "/v1/meta/{*loc}"),
+            ("/v1/meta/", "unmatched"),
+            ("/v1/list/blog/app", "/v1/list/{*scope}"),
+            ("/v1/urls/upload", "/v1/urls/upload"),
+            ("/v1/urls/download", "/v1/urls/download"),
+            ("/v1/urls/download/", "unmatched"),
+            ("/healthz", "/healthz"),
+            ("/readyz", "/readyz"),
+            ("/metrics", "/metrics"),
+            ("/openapi.json", "/openapi.json"),
+            ("/", "unmatched"),
+            ("/v1/files{*loc}", "unmatched"),
+        ] {
+            assert_eq!(route_label(path), label, "{path}");
+        }
     }
 
     #[test]

@@ -1,9 +1,14 @@
 //! The HTTP service: the contract in `HTTP-API.md` over a [`FileManager`].
 //!
-//! [`router`] builds the axum app from an [`AppState`]; [`run`] serves it on a listener until
-//! a shutdown future completes, letting in-flight requests finish. Handlers are thin: they
-//! authenticate, turn the request into library calls, and shape the answer; behaviour lives in
-//! the library.
+//! [`router`] builds the service ([`App`]) from an [`AppState`]; [`run`] serves it on a
+//! listener with hyper until a shutdown future completes, letting in-flight requests finish.
+//! Handlers are thin: they authenticate, turn the request into library calls, and shape the
+//! answer; behaviour lives in the library.
+//!
+//! Every request passes [`metrics::observe`] (request id, log line, counters), then routing.
+//! The file routes, which carry nearly all the traffic, are dispatched on their prefix and
+//! method straight to their handlers; the axum router serves the rest (and everything when
+//! CORS is on, so that its layer sees every answer). Both paths call the same handlers.
 
 pub mod auth;
 pub mod errors;
@@ -15,18 +20,23 @@ pub mod range;
 pub mod routes;
 
 use std::collections::BTreeSet;
+use std::convert::Infallible;
 use std::ops::Deref;
+use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::Request;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use filemanager::{Domain, FileManager};
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tower::ServiceExt;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 
 use self::auth::Authenticator;
@@ -134,9 +144,10 @@ const READYZ_ROUTE: &str = "/readyz";
 const METRICS_ROUTE: &str = "/metrics";
 const OPENAPI_ROUTE: &str = "/openapi.json";
 
-/// The service's routes, with CORS (when configured), request ids, logs and metrics.
-pub fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+/// The service for `state`: its routes, with CORS (when configured), request ids, logs and
+/// metrics.
+pub fn router(state: AppState) -> App {
+    let mut routes = Router::new()
         .route(
             FILES_ROUTE,
             get(routes::download)
@@ -155,11 +166,63 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { AppError::NoRoute })
         .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed })
         .with_state(state.clone());
-    if let Some(cors) = cors_layer(&state.cors_origins) {
+    let cors = cors_layer(&state.cors_origins);
+    let direct_files = cors.is_none();
+    if let Some(cors) = cors {
         // Outside the CORS layer, so it sees (and extends) the list that layer set.
-        app = app.layer(cors).layer(middleware::from_fn(expose_metadata));
+        routes = routes
+            .layer(cors)
+            .layer(middleware::from_fn(expose_metadata));
     }
-    app.layer(middleware::from_fn_with_state(state, metrics::observe))
+    App(Arc::new(AppInner {
+        state,
+        routes,
+        direct_files,
+    }))
+}
+
+/// The whole HTTP service as one value: hand it requests with [`App::handle`], or serve it on
+/// a socket with [`run`]. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct App(Arc<AppInner>);
+
+#[derive(Debug)]
+struct AppInner {
+    state: AppState,
+    /// Every route, behind the CORS layer when CORS is configured.
+    routes: Router,
+    /// Whether file routes skip the router (only without CORS, whose layer must see them).
+    direct_files: bool,
+}
+
+impl App {
+    /// Answers one request.
+    pub async fn handle(&self, req: Request) -> Response {
+        metrics::observe(&self.0.state, req, |req| self.dispatch(req)).await
+    }
+
+    async fn dispatch(&self, req: Request) -> Response {
+        let inner = &self.0;
+        let path = req.uri().path();
+        // The same rule as the router's `/v1/files/{*loc}`: the prefix and at least one more
+        // character. Other methods go on to the router, which answers 405 for them.
+        if inner.direct_files && path.len() > routes::FILES.len() && path.starts_with(routes::FILES)
+        {
+            let state = State(inner.state.clone());
+            match *req.method() {
+                Method::GET | Method::HEAD => {
+                    return routes::download(state, req).await.into_response();
+                }
+                Method::PUT => return routes::upload(state, req).await,
+                Method::DELETE => return routes::delete(state, req).await.into_response(),
+                _ => {}
+            }
+        }
+        match inner.routes.clone().oneshot(req).await {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        }
+    }
 }
 
 /// Headers a browser script may read from an answer, besides the CORS-safelisted ones.
@@ -225,15 +288,78 @@ async fn expose_metadata(req: Request, next: Next) -> Response {
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting connections and
-/// waits for the requests in flight to finish.
+/// waits for the requests in flight to finish (idle keep-alive connections are closed).
+///
+/// Each connection is one task running hyper's HTTP/1 server. Accept errors (e.g. out of file
+/// descriptors) are logged and retried after a pause rather than ending the service.
 pub async fn run(
     listener: TcpListener,
-    app: Router,
+    app: App,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    // Dropping `stop` tells every connection to finish; each holds a clone of `alive`, so
+    // `all_done` yields `None` once the last one has ended.
+    let (stop, stopped) = watch::channel(());
+    let (alive, mut all_done) = mpsc::channel::<Infallible>(1);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        // Answers are written whole (head and body together) or in large pieces; waiting for
+        // an ACK before a small last segment would only add latency.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            app.clone(),
+            stopped.clone(),
+            alive.clone(),
+        ));
+    }
+    drop(listener);
+    drop(stop);
+    drop(alive);
+    let _ = all_done.recv().await;
+    Ok(())
+}
+
+/// Serves one connection until the client closes it or the service stops.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    app: App,
+    mut stopped: watch::Receiver<()>,
+    _alive: mpsc::Sender<Infallible>,
+) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.handle(req.map(Body::new)).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    let mut conn = pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            return;
+        }
+        _ = stopped.changed() => {}
+    }
+    // Finish the request in flight, if any, then close.
+    conn.as_mut().graceful_shutdown();
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
 }
 
 /// Completes on ctrl-c (SIGINT) or SIGTERM.

@@ -18,10 +18,12 @@ use super::auth::{Action, authorize};
 use super::errors::AppError;
 use super::{AppState, headers, presigned, range};
 
-/// The route prefixes whose remainder is a location or a scope, still percent-encoded.
+/// The route prefixes whose remainder is a location or a scope, still percent-encoded: files.
 pub const FILES: &str = "/v1/files/";
-const META: &str = "/v1/meta/";
-const LIST: &str = "/v1/list/";
+/// Prefix of the metadata route.
+pub const META: &str = "/v1/meta/";
+/// Prefix of the listing route.
+pub const LIST: &str = "/v1/list/";
 
 /// A JSON answer.
 pub fn json(status: StatusCode, value: &impl Serialize) -> Response {
@@ -211,6 +213,9 @@ fn file_response(
 ) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
+    // Room for every header of a download at once (ten, with the request id, before any
+    // X-Meta-*), instead of growing the map on the way.
+    h.reserve(12 + info.metadata.len());
     headers::describe_into(h, info, from_cache);
     if let Ok(ct) = HeaderValue::from_str(&info.content_type) {
         h.insert(header::CONTENT_TYPE, ct);

@@ -70,6 +70,39 @@ pub async fn unknown_routes_answer_json(s: &Server) {
         .await
         .unwrap();
     expect_error(resp, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    // The file routes need something after their prefix, as the router's `{*loc}` does:
+    // with nothing, no route matches (not an invalid location).
+    for path in ["/v1/files/", "/v1/files"] {
+        let resp = s.svc(Method::GET, path).send().await.unwrap();
+        expect_error(resp, StatusCode::NOT_FOUND, "not_found").await;
+    }
+    let resp = s.anon(Method::GET, "/metrics").send().await.unwrap();
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.contains(r#"fm_http_requests_total{method="GET",route="unmatched",status="404"}"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"fm_http_requests_total{method="POST",route="/v1/files/{*loc}",status="405"} 1"#
+        ),
+        "{text}"
+    );
+    // A client's id that is not short and plain is replaced by one of ours.
+    for bad in ["a b", "x".repeat(65).as_str(), "a/b", "a.b"] {
+        let resp = s
+            .svc(Method::GET, "/healthz")
+            .header("X-Request-Id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = resp.headers()["x-request-id"].to_str().unwrap().to_owned();
+        let (start, n) = id.split_once('-').unwrap();
+        assert!(
+            u64::from_str_radix(start, 16).is_ok() && u64::from_str_radix(n, 16).is_ok(),
+            "{id}"
+        );
+    }
     let resp = s
         .svc(Method::GET, "/healthz")
         .header("X-Request-Id", "abc-123")
