@@ -291,7 +291,8 @@ async fn expose_metadata(req: Request, next: Next) -> Response {
 /// waits for the requests in flight to finish (idle keep-alive connections are closed).
 ///
 /// Each connection is one task running hyper's HTTP/1 server. Accept errors (e.g. out of file
-/// descriptors) are logged and retried after a pause rather than ending the service.
+/// descriptors) are logged and retried after a pause rather than ending the service; a client
+/// that hung up before being accepted is simply skipped.
 pub async fn run(
     listener: TcpListener,
     app: App,
@@ -309,7 +310,10 @@ pub async fn run(
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
+            // The client went away between connecting and being accepted: nothing to wait for.
+            Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
+                // Out of file descriptors and the like: a pause lets connections close first.
                 tracing::warn!(error = %e, "accepting a connection failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
@@ -330,6 +334,15 @@ pub async fn run(
     drop(alive);
     let _ = all_done.recv().await;
     Ok(())
+}
+
+/// Whether an `accept` error concerns only the connection being accepted.
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionRefused | ConnectionReset
+    )
 }
 
 /// Serves one connection until the client closes it or the service stops.
