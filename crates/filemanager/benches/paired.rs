@@ -51,10 +51,10 @@ struct Case {
 
 impl Sides {
     async fn once(&self, op: Op, side: Side, case: &Case) {
-        let (loc, data) = (&case.loc, &case.data);
+        let loc = &case.loc;
         let (path, data) = match side {
             Side::RawSized => (&case.sized_path, &case.sized_data),
-            _ => (&case.path, data),
+            Side::Raw | Side::Fm => (&case.path, &case.data),
         };
         match (op, side) {
             (Op::Upload, Side::Raw | Side::RawSized) => {
@@ -106,7 +106,7 @@ fn main() {
         // FileManager's stored file, for the length of the `RawSized` side's.
         rt.block_on(setup.fm.upload(&loc, data.clone(), &setup.plain))
             .unwrap();
-        // On local disk the key's file may carry a suffix; it is the one file beside it.
+        // On local disk the key's file name carries a suffix: find it by the name's start.
         let stored_dir = dir.path().join("fm/bench/app");
         let stored = std::fs::read_dir(&stored_dir)
             .unwrap()
@@ -117,7 +117,7 @@ fn main() {
         let case = Case {
             loc,
             path: Path::from(format!("bench/app/{label}")),
-            data: data.clone(),
+            data,
             sized_path: Path::from(format!("bench/app/{label}-sized")),
             sized_data: Bytes::from(vec![0x5au8; stored as usize]),
         };

@@ -294,10 +294,11 @@ pub fn route_label(path: &str) -> &'static str {
             return route;
         }
     }
+    // The prefixes above took every path a wildcard template could equal.
     ROUTES
         .iter()
         .copied()
-        .find(|r| !r.contains('{') && *r == path)
+        .find(|r| *r == path)
         .unwrap_or("unmatched")
 }
 

@@ -203,11 +203,9 @@ impl App {
 
     async fn dispatch(&self, req: Request) -> Response {
         let inner = &self.0;
-        let path = req.uri().path();
-        // The same rule as the router's `/v1/files/{*loc}`: the prefix and at least one more
-        // character. Other methods go on to the router, which answers 405 for them.
-        if inner.direct_files && path.len() > routes::FILES.len() && path.starts_with(routes::FILES)
-        {
+        // `route_label` follows the router's matching (`{*loc}` needs at least one character).
+        // Other methods go on to the router, which answers 405 for them.
+        if inner.direct_files && metrics::route_label(req.uri().path()) == FILES_ROUTE {
             let state = State(inner.state.clone());
             match *req.method() {
                 Method::GET | Method::HEAD => {
