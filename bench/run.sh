@@ -315,27 +315,29 @@ done
 # ---------------------------------------------------------------- group 3: uncached 4 KiB latency
 loadavg "group3"
 log "group 3: uncached 4 KiB GET latency, sequential, $LAT_N requests per side per round"
-drv_get() { # drv_get LABEL URL COUNT WARMUP [--fresh] [HEADER]
+drv_get() { # drv_get LABEL URL COUNT WARMUP [--fresh|--quickack] [HEADER]
   local label=$1 url=$2 n=$3 w=$4; shift 4
   local extra=()
-  if [ "${1:-}" = --fresh ]; then extra+=(--fresh); shift; fi
+  case "${1:-}" in --fresh|--quickack) extra+=("$1"); shift ;; esac
   [ $# -gt 0 ] && extra+=(-H "$1")
   "$DRIVER" get "$url" --count "$n" --warmup "$w" "${extra[@]}" --label "$label" --out "$RES"
 }
 FM_SMALL_PLAIN="$FM_S3/v1/files/bench/app/s3/small4k-plain.bin?cache=false"
 FM_SMALL_ENC="$FM_S3/v1/files/bench/app/s3/small4k-enc.bin?cache=false"
 [ "$(xcache "$FM_SMALL_ENC" "$AUTH")" = miss ] || { echo "bench: cache=false did not miss" >&2; exit 1; }
+# The raw peers of the targets (_qa) keep one connection alive and set TCP_QUICKACK after each
+# request, as FileManager's client for plain-http endpoints does: Garage's answers on a reused
+# connection otherwise stall ~40 ms (raw_enc, reqwest, shows it; raw_enc_fresh avoids it with a
+# new connection per request). See BENCHMARKS.md.
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $(order "$r" fm_plain raw_plain fm_enc raw_enc fm_enc_fresh raw_enc_fresh); do
+  for s in $(order "$r" fm_plain raw_plain_qa fm_enc raw_enc_qa raw_enc raw_enc_fresh); do
     case $s in
-      # --fresh: a new client connection per request (see BENCHMARKS.md: Garage's 40 ms stall
-      # on keep-alive connections).
-      fm_enc_fresh) drv_get "s3small/fm_enc_fresh/$r" "$FM_SMALL_ENC" "$FRESH_N" 5 --fresh "$AUTH" ;;
-      raw_enc_fresh) drv_get "s3small/raw_enc_fresh/$r" "$RAW_SMALL_ENC" "$FRESH_N" 5 --fresh ;;
       fm_plain) drv_get "s3small/fm_plain/$r" "$FM_SMALL_PLAIN" "$LAT_N" 20 "$AUTH" ;;
-      raw_plain) drv_get "s3small/raw_plain/$r" "$RAW_SMALL_PLAIN" "$LAT_N" 20 ;;
+      raw_plain_qa) drv_get "s3small/raw_plain_qa/$r" "$RAW_SMALL_PLAIN" "$LAT_N" 20 --quickack ;;
       fm_enc) drv_get "s3small/fm_enc/$r" "$FM_SMALL_ENC" "$LAT_N" 20 "$AUTH" ;;
-      raw_enc) drv_get "s3small/raw_enc/$r" "$RAW_SMALL_ENC" "$LAT_N" 20 ;;
+      raw_enc_qa) drv_get "s3small/raw_enc_qa/$r" "$RAW_SMALL_ENC" "$LAT_N" 20 --quickack ;;
+      raw_enc) drv_get "s3small/raw_enc/$r" "$RAW_SMALL_ENC" "$FRESH_N" 5 ;;
+      raw_enc_fresh) drv_get "s3small/raw_enc_fresh/$r" "$RAW_SMALL_ENC" "$FRESH_N" 5 --fresh ;;
     esac
   done
 done

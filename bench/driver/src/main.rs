@@ -14,6 +14,9 @@
 //!       -H 'Name: value' (repeatable)           --expect 'name: value' (response header check)
 //!       --label TEXT                            --out FILE (append the JSON line, else stdout)
 //!       --fresh (a new connection for every request instead of one keep-alive connection)
+//!       --quickack (GET only: a minimal HTTP/1.1 client on one keep-alive connection that sets
+//!                  TCP_QUICKACK after each request, like FileManager's client for plain-http
+//!                  S3 endpoints; the stall-free raw peer for Garage, see BENCHMARKS.md)
 //! ```
 //!
 //! Both sides of every comparison use the same client (reqwest/hyper, HTTP/1.1, keep-alive,
@@ -72,7 +75,17 @@ async fn run(args: Vec<String>) -> Res<()> {
             println!("{}", presign(method, key).await?);
             Ok(())
         }
-        "get" | "put" => transfer(cmd, Opts::parse(rest)?).await,
+        "get" | "put" => {
+            let o = Opts::parse(rest)?;
+            if o.quickack {
+                if cmd != "get" || o.fresh || o.expect.is_some() {
+                    return Err("--quickack: plain GETs on one connection only".into());
+                }
+                get_quickack(o).await
+            } else {
+                transfer(cmd, o).await
+            }
+        }
         "s3put" => s3put(Opts::parse(rest)?).await,
         other => Err(format!("unknown command {other:?}")),
     }
@@ -153,6 +166,7 @@ struct Opts {
     out: Option<String>,
     fresh: bool,
     unsigned: bool,
+    quickack: bool,
 }
 
 fn split_header(h: &str) -> Res<(String, String)> {
@@ -175,6 +189,7 @@ impl Opts {
             out: None,
             fresh: false,
             unsigned: false,
+            quickack: false,
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
@@ -189,6 +204,7 @@ impl Opts {
                 "--out" => o.out = Some(val()?),
                 "--fresh" => o.fresh = true,
                 "--unsigned" => o.unsigned = true,
+                "--quickack" => o.quickack = true,
                 url if !url.starts_with('-') && o.url.is_empty() => o.url = url.to_owned(),
                 other => return Err(format!("unexpected argument {other:?}")),
             }
@@ -254,6 +270,92 @@ async fn transfer(kind: &str, o: Opts) -> Res<()> {
         }
     }
     emit(&o, kind, bytes, &secs)
+}
+
+/// Sequential GETs on one kept-alive TCP connection, written by hand so that `TCP_QUICKACK`
+/// can be set after each request is sent. Garage writes a response's head and body in two
+/// writes with Nagle's algorithm on; a receiver that delays its ACK of the head (Linux does on
+/// a kept-alive connection) holds the body back ~40 ms. Only `Content-Length` bodies.
+async fn get_quickack(o: Opts) -> Res<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = o
+        .url
+        .strip_prefix("http://")
+        .ok_or("--quickack: http:// URLs only")?;
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let mut conn = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
+    conn.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n");
+    for (k, v) in &o.headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    let mut buf = vec![0u8; 256 << 10];
+    let mut secs = Vec::with_capacity(o.count);
+    let mut bytes = 0u64;
+    for i in 0..o.warmup + o.count {
+        let t0 = Instant::now();
+        conn.write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("send: {e}"))?;
+        socket2::SockRef::from(&conn)
+            .set_tcp_quickack(true)
+            .map_err(|e| format!("TCP_QUICKACK: {e}"))?;
+        // The head: read until the blank line.
+        let mut have = 0;
+        let head_end = loop {
+            if let Some(p) = buf[..have].windows(4).position(|w| w == b"\r\n\r\n") {
+                break p + 4;
+            }
+            if have == buf.len() {
+                return Err("response head too long".into());
+            }
+            let n = conn
+                .read(&mut buf[have..])
+                .await
+                .map_err(|e| format!("read: {e}"))?;
+            if n == 0 {
+                return Err("connection closed in the response head".into());
+            }
+            have += n;
+        };
+        let head = std::str::from_utf8(&buf[..head_end]).map_err(|_| "response head not UTF-8")?;
+        let status = head.split(' ').nth(1).unwrap_or("");
+        if !status.starts_with('2') {
+            return Err(format!("GET {}: status {status}", o.label));
+        }
+        let length: u64 = head
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .ok_or("--quickack: the response has no Content-Length")?;
+        let mut got = (have - head_end) as u64;
+        while got < length {
+            let n = conn
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("body: {e}"))?;
+            if n == 0 {
+                return Err("connection closed in the body".into());
+            }
+            got += n as u64;
+        }
+        if got != length {
+            return Err("more bytes than Content-Length".into());
+        }
+        let dt = t0.elapsed().as_secs_f64();
+        if i >= o.warmup {
+            secs.push(dt);
+            bytes = length;
+        }
+    }
+    emit(&o, "get", bytes, &secs)
 }
 
 fn emit(o: &Opts, kind: &str, bytes: u64, secs: &[f64]) -> Res<()> {

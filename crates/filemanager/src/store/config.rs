@@ -312,6 +312,15 @@ fn build_s3(cfg: &S3Config) -> Result<Arc<object_store::aws::AmazonS3>> {
             .with_endpoint(endpoint)
             .with_allow_http(endpoint.starts_with("http://"));
     }
+    // A plain-http endpoint is most likely Garage or MinIO talked to directly; Garage's
+    // answers on kept-alive connections stall for 40 ms without this client (see its docs).
+    #[cfg(target_os = "linux")]
+    if super::quickack::applies(cfg.endpoint.as_deref(), |v| std::env::var(v).ok()) {
+        b = b.with_http_connector(super::quickack::QuickAckConnector {
+            connect_timeout: cfg.connect_timeout,
+            request_timeout: cfg.request_timeout,
+        });
+    }
     if let (Some(id), Some(secret)) = (&cfg.access_key_id, &cfg.secret_access_key) {
         b = b
             .with_access_key_id(id)

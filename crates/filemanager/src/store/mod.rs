@@ -16,6 +16,8 @@
 mod config;
 mod errors;
 mod local_read;
+#[cfg(all(feature = "aws", target_os = "linux"))]
+mod quickack;
 pub(crate) mod record;
 mod sweep;
 mod upload;
