@@ -6,9 +6,9 @@
 //! Linux's receiving side is in its "interactive" mode and delays its ACK of that head by up
 //! to 40 ms, and Nagle holds the body back until the ACK comes. Through object_store's default
 //! client every GET of a small object took about 44 ms instead of about 1 ms (listings and
-//! multipart answers, which Garage writes in one piece, never waited). Setting `TCP_QUICKACK` after each write
-//! leaves that mode, so the head is acknowledged as soon as it is read and the body follows at
-//! once. The option is per socket and does not stick (the next request sent re-enters the
+//! multipart answers, which Garage writes in one piece, never waited). Setting `TCP_QUICKACK`
+//! after each write leaves that mode, so the head is acknowledged as soon as it is read and the
+//! body follows at once. The option is per socket and does not stick (the next request sent re-enters the
 //! mode), hence once per write: one `setsockopt` call per request, a few for large bodies.
 //!
 //! `https://` endpoints keep object_store's reqwest client: there a TLS terminator sits in
@@ -100,17 +100,13 @@ impl tower_service::Service<http::Uri> for Connect {
 }
 
 /// A TCP stream that re-arms `TCP_QUICKACK` after every write (see the module docs).
-pub(crate) struct QuickAckStream(TokioIo<TcpStream>);
+struct QuickAckStream(TokioIo<TcpStream>);
 
 impl QuickAckStream {
-    fn rearm(&self) {
-        // Best effort: if the option cannot be set, the only loss is the delay it avoids.
-        let _ = socket2::SockRef::from(self.0.inner()).set_tcp_quickack(true);
-    }
-
     fn after_write(&self, written: &Poll<io::Result<usize>>) {
         if matches!(written, Poll::Ready(Ok(n)) if *n > 0) {
-            self.rearm();
+            // Best effort: if the option cannot be set, the only loss is the delay it avoids.
+            let _ = socket2::SockRef::from(self.0.inner()).set_tcp_quickack(true);
         }
     }
 }
@@ -188,12 +184,11 @@ impl HttpService for QuickAckService {
             .await
             .map_err(|_| timed_out())?
             .map_err(|e| {
-                let kind = if e.is_connect() {
-                    HttpErrorKind::Connect
+                if e.is_connect() {
+                    HttpError::new(HttpErrorKind::Connect, e)
                 } else {
-                    kind_of(&e)
-                };
-                HttpError::new(kind, e)
+                    classified(e)
+                }
             })?;
         let (parts, body) = response.into_parts();
         let body = DeadlineBody {
@@ -209,6 +204,12 @@ fn timed_out() -> HttpError {
         HttpErrorKind::Timeout,
         io::Error::new(io::ErrorKind::TimedOut, "request deadline passed"),
     )
+}
+
+/// `e` as an [`HttpError`] of the kind [`kind_of`] finds.
+fn classified<E: StdError + Send + Sync + 'static>(e: E) -> HttpError {
+    let kind = kind_of(&e);
+    HttpError::new(kind, e)
 }
 
 /// Sorts a failure into the kinds object_store retries on (connect, request, timeout,
@@ -256,12 +257,7 @@ impl Body for DeadlineBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         match Pin::new(&mut self.body).poll_frame(cx) {
-            Poll::Ready(frame) => Poll::Ready(frame.map(|f| {
-                f.map_err(|e| {
-                    let kind = kind_of(&e);
-                    HttpError::new(kind, e)
-                })
-            })),
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(classified))),
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
                 Poll::Ready(()) => Poll::Ready(Some(Err(timed_out()))),
                 Poll::Pending => Poll::Pending,
