@@ -8,8 +8,9 @@
 //!
 //! URL: `{base}/v1/files/{location}?method=PUT&expires=…&ct=…&max=…&compress=0&encrypt=1&sig=…`
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, TimeZone, Utc};
 use ring::hmac;
@@ -97,6 +98,64 @@ pub struct PresignedGrant {
 pub(crate) struct Presigner {
     base_url: String,
     key: hmac::Key,
+    /// URLs that verified, shared by the clones of this signer.
+    memo: Arc<Memo>,
+}
+
+/// Most URLs [`Memo`] holds; when full it starts over. An entry is a few hundred bytes, so
+/// this bounds it to about a megabyte.
+const MEMO_CAPACITY: usize = 4096;
+
+/// The grants of URLs that verified, keyed by their exact query text, so a URL used again (a
+/// page of images fetched by many browsers, say) costs a map look-up instead of a parse and
+/// an HMAC.
+///
+/// Why this is safe: only a URL whose signature, path and query were all checked is ever put
+/// in, and the signature binds the query to the path, so a query found here is one this
+/// signer issued. A hit still checks the path byte for byte, the request's method and the
+/// expiry, so it refuses exactly what a full check would. The map hashes with a random key
+/// (std's `RandomState`), so its timing tells an outsider nothing about a signature it does
+/// not already hold. A signer with another secret is a new `Presigner` with an empty memo.
+#[derive(Default)]
+struct Memo {
+    /// query → what that query was verified for.
+    map: RwLock<HashMap<Box<str>, Remembered>>,
+}
+
+/// One entry of [`Memo`].
+struct Remembered {
+    /// The raw path the URL was verified with.
+    path: Box<str>,
+    grant: PresignedGrant,
+}
+
+impl Memo {
+    fn get(&self, raw_path: &str, raw_query: &str) -> Option<PresignedGrant> {
+        // A poisoned lock only means another thread panicked mid-insert: the memo is an
+        // optimisation, so it is skipped rather than trusted.
+        let map = self.map.read().ok()?;
+        let hit = map.get(raw_query)?;
+        (*hit.path == *raw_path).then(|| hit.grant.clone())
+    }
+
+    fn put(&self, raw_path: &str, raw_query: &str, grant: &PresignedGrant) {
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        if map.len() >= MEMO_CAPACITY {
+            map.clear();
+        }
+        let entry = Remembered {
+            path: raw_path.into(),
+            grant: grant.clone(),
+        };
+        map.insert(raw_query.into(), entry);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.read().map(|m| m.len()).unwrap_or(0)
+    }
 }
 
 impl fmt::Debug for Presigner {
@@ -244,6 +303,7 @@ impl Presigner {
         Ok(Presigner {
             base_url: base.to_owned(),
             key: hmac::Key::new(hmac::HMAC_SHA256, &config.secret),
+            memo: Arc::default(),
         })
     }
 
@@ -329,8 +389,33 @@ impl Presigner {
     /// One HMAC per request: the signature is checked in constant time (`hmac::verify`), and
     /// the exact-query rule is checked on the text around it. Only lower-case hex is accepted as
     /// a signature, so once it verifies its text is the one spelling `query` would give, and
-    /// the rest of the query must equal the issued spelling byte for byte.
+    /// the rest of the query must equal the issued spelling byte for byte. A URL that verified
+    /// before is found in [`Memo`] and only its path, method and expiry are checked again.
     pub(crate) fn verify(
+        &self,
+        method: &str,
+        raw_path: &str,
+        raw_query: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PresignedGrant>> {
+        if let Some(grant) = self.memo.get(raw_path, raw_query) {
+            if !method_allowed(grant.method, method) {
+                return Err(forbidden("the URL is signed for another method"));
+            }
+            if now.timestamp() > grant.expires_at.timestamp() {
+                return Err(forbidden("the URL has expired"));
+            }
+            return Ok(Some(grant));
+        }
+        let grant = self.verify_in_full(method, raw_path, raw_query, now)?;
+        if let Some(g) = &grant {
+            self.memo.put(raw_path, raw_query, g);
+        }
+        Ok(grant)
+    }
+
+    /// [`Presigner::verify`] without the memo: parse, HMAC, exact-spelling and expiry checks.
+    fn verify_in_full(
         &self,
         method: &str,
         raw_path: &str,
@@ -352,12 +437,7 @@ impl Presigner {
             Some("GET") => PresignMethod::Get,
             _ => return Err(forbidden("the URL's method is missing or unknown")),
         };
-        let method_ok = match signed_method {
-            PresignMethod::Put => method == "PUT",
-            // A download URL also answers HEAD: the same headers without the body.
-            PresignMethod::Get => method == "GET" || method == "HEAD",
-        };
-        if !method_ok {
+        if !method_allowed(signed_method, method) {
             return Err(forbidden("the URL is signed for another method"));
         }
         let rest = raw_path
@@ -437,6 +517,15 @@ impl Presigner {
             encrypt,
             expires_at: Utc.timestamp_opt(expires, 0).single().unwrap_or_default(),
         }))
+    }
+}
+
+/// Whether a URL signed for `signed` may serve a request with `method`. A download URL also
+/// answers HEAD: the same headers without the body.
+fn method_allowed(signed: PresignMethod, method: &str) -> bool {
+    match signed {
+        PresignMethod::Put => method == "PUT",
+        PresignMethod::Get => method == "GET" || method == "HEAD",
     }
 }
 
@@ -669,6 +758,64 @@ mod tests {
         assert!(s.verify("PUT", &p, &q, now).is_err());
         assert!(s.verify("DELETE", &p, &q, now).is_err());
         assert!(s.verify("GET", &p, &format!("{q}&ct=x%2Fy"), now).is_err());
+    }
+
+    #[test]
+    fn a_remembered_url_still_checks_path_method_and_expiry() {
+        let s = signer();
+        let now = Utc::now();
+        let url = s.download(&loc(), 60, now).unwrap();
+        let (p, q) = split(&url.url);
+        let first = s.verify("GET", &p, &q, now).unwrap().unwrap();
+        assert_eq!(s.memo.len(), 1, "a verified URL is remembered");
+        // Served from the memo from here on: the same answer as the full check.
+        assert_eq!(s.verify("GET", &p, &q, now).unwrap().unwrap(), first);
+        assert!(s.verify("HEAD", &p, &q, now).unwrap().is_some());
+        let forbidden =
+            |m: &str, p: &str, at| matches!(s.verify(m, p, &q, at), Err(Error::Forbidden { .. }));
+        assert!(forbidden("PUT", &p, now), "method");
+        assert!(forbidden("DELETE", &p, now), "method");
+        assert!(forbidden("GET", &p.replace("/42/", "/43/"), now), "path");
+        assert!(
+            forbidden("GET", &p.replace("a%20b", "a+b"), now),
+            "spelling"
+        );
+        assert!(
+            s.verify("GET", &p, &q, now + chrono::Duration::seconds(60))
+                .is_ok()
+        );
+        assert!(
+            forbidden("GET", &p, now + chrono::Duration::seconds(61)),
+            "expired"
+        );
+        assert_eq!(s.memo.len(), 1, "refusals add nothing");
+        // Clones share what was learnt.
+        assert!(s.clone().memo.get(&p, &q).is_some());
+    }
+
+    #[test]
+    fn refused_urls_are_not_remembered_and_the_memo_is_bounded() {
+        let s = signer();
+        let now = Utc::now();
+        let url = s.download(&loc(), 60, now).unwrap();
+        let (p, q) = split(&url.url);
+        let mut forged = q.clone().into_bytes();
+        let last = forged.len() - 1;
+        forged[last] = if forged[last] == b'0' { b'1' } else { b'0' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert!(s.verify("GET", &p, &forged, now).is_err());
+        assert!(
+            s.verify("GET", &p, &q, now + chrono::Duration::seconds(61))
+                .is_err()
+        );
+        assert_eq!(s.memo.len(), 0);
+        for i in 0..=MEMO_CAPACITY {
+            let l = Location::new("blog", StorageLevel::App, None, &format!("f{i}")).unwrap();
+            let (p, q) = split(&s.download(&l, 60, now).unwrap().url);
+            assert!(s.verify("GET", &p, &q, now).unwrap().is_some());
+            assert!(s.memo.len() <= MEMO_CAPACITY);
+        }
+        assert_eq!(s.memo.len(), 1, "full, it started over");
     }
 
     #[test]
