@@ -723,3 +723,80 @@ pub async fn large_files_are_read_from_storage_once(s: &Server) {
         "the tier runs over S3 only"
     );
 }
+
+/// The stored form of `loc` on local disk (the one file under `files/` whose path ends with
+/// the file's name, plus the store's own suffix).
+fn stored_file(s: &Server, name: &str) -> std::path::PathBuf {
+    fn walk(dir: &std::path::Path, name: &str, found: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, name, found);
+            } else if path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(name))
+            {
+                found.push(path);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(&s.data_dir.join("files"), name, &mut found);
+    assert_eq!(found.len(), 1, "{found:?}");
+    found.pop().unwrap()
+}
+
+/// Flips one bit `back` bytes before the end of the stored form of `name`.
+fn damage(s: &Server, name: &str, back: usize) {
+    let path = stored_file(s, name);
+    let mut stored = std::fs::read(&path).unwrap();
+    let at = stored.len() - back;
+    stored[at] ^= 0x01;
+    std::fs::write(&path, stored).unwrap();
+}
+
+/// An encrypted file whose stored bytes were changed is never served as if whole. A small one
+/// (read whole before the headers go out) is refused with a 500 `integrity_error`; a large one
+/// has sent its first chunks when the damage in its last one is met, so its answer is cut
+/// short: the client sees a failed body, never the full length.
+pub async fn damaged_files_are_never_served(s: &Server) {
+    let small = bytes(5000, 11);
+    let large = bytes(300 * 1024 + 5, 12);
+    for (name, body) in [("small.bin", &small), ("large.bin", &large)] {
+        let path = format!(
+            "/v1/files/{}?cache=false",
+            s.app(&format!("damaged/{name}"))
+        );
+        let resp = s
+            .svc(Method::PUT, &path)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let resp = s.svc(Method::GET, &path).send().await.unwrap();
+        assert_eq!(
+            resp.bytes().await.unwrap(),
+            body.as_slice(),
+            "{name} reads back"
+        );
+        damage(s, name, 40);
+    }
+
+    let small_path = format!("/v1/files/{}?cache=false", s.app("damaged/small.bin"));
+    let resp = s.svc(Method::GET, &small_path).send().await.unwrap();
+    expect_error(resp, StatusCode::INTERNAL_SERVER_ERROR, "integrity_error").await;
+
+    let large_path = format!("/v1/files/{}?cache=false", s.app("damaged/large.bin"));
+    let resp = s.svc(Method::GET, &large_path).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK, "the first chunks are sound");
+    match resp.bytes().await {
+        Err(_) => {}
+        Ok(got) => panic!(
+            "a damaged large file was answered in full ({} of {} bytes)",
+            got.len(),
+            large.len()
+        ),
+    }
+}

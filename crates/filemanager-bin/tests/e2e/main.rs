@@ -98,6 +98,13 @@ macro_rules! suite {
 suite!(local, Backend::Local);
 suite!(s3, Backend::S3);
 
+/// Local disk only: the test changes the stored bytes in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_files_are_never_served() {
+    let s = Server::start(Backend::Local).await.unwrap();
+    files::damaged_files_are_never_served(&s).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_lets_requests_finish() {
     let s = Server::start(Backend::Local).await.unwrap();

@@ -386,7 +386,7 @@ impl FileManager {
                     })?,
                     None => codec.decode(&key, encoding, stored)?,
                 };
-                let body = decode_ahead(&key, encoding, body);
+                let body = decode_ahead(&key, encoding, size, body);
                 Ok(Download {
                     info: file_info(location, &info, size),
                     body,
@@ -399,7 +399,7 @@ impl FileManager {
                 let (info, size) = self.head_sized(&key).await?;
                 let range = range.resolve(size)?;
                 let body = self.read_range(&key, &info, range.clone()).await?;
-                let body = decode_ahead(&key, info.record.encoding, body);
+                let body = decode_ahead(&key, info.record.encoding, range.end - range.start, body);
                 if let Some(copy) = self.start_copy(&key, &info, size, guard) {
                     self.copy_in_background(key.clone(), &info, copy);
                 }
@@ -613,17 +613,24 @@ where
 }
 
 /// A streamed download of an encoded file, decoded on a task of its own (see
-/// [`body::ahead`]); plain bytes pass through untouched, since there is nothing to overlap.
+/// [`body::ahead`]); plain bytes pass through untouched, since there is nothing to overlap,
+/// and so does an answer of `len` bytes up to [`AHEAD_MIN`]: its decoding is one short step,
+/// less work than the task and channel that would overlap it.
 fn decode_ahead(
     key: &str,
     encoding: Encoding,
+    len: u64,
     body: crate::store::ByteStream,
 ) -> crate::store::ByteStream {
     match encoding {
         Encoding::Plain => body,
+        _ if len <= AHEAD_MIN => body,
         _ => body::ahead(body, key),
     }
 }
+
+/// Answers up to this long are decoded where they are read (see [`decode_ahead`]).
+const AHEAD_MIN: u64 = 64 * 1024;
 
 /// Gathers a byte stream into one buffer.
 async fn collect(mut body: crate::store::ByteStream) -> Result<Bytes> {
