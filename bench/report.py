@@ -114,6 +114,8 @@ pair_row("3", "uncached 4 KiB GET from Garage, encrypted: p50 latency (FM/raw S3
 pair_row("3", "uncached 4 KiB GET from Garage, plain: p50 latency (FM/raw S3, kept-alive, TCP_QUICKACK)", "s3small/fm_plain", "s3small/raw_plain_qa", "lat_p50", "<=", 1.2)
 pair_row("3", "uncached 4 KiB GET, encrypted: p50 latency (FM/raw S3 through reqwest on a kept-alive connection: Garage's 40 ms stall)", "s3small/fm_enc", "s3small/raw_enc", "lat_p50")
 pair_row("3", "uncached 4 KiB GET, encrypted: p50 latency (FM/raw S3 on a NEW connection per request)", "s3small/fm_enc", "s3small/raw_enc_fresh", "lat_p50")
+pair_row("3", "uncached 4 KiB GET, plain: p50 latency (a bare nginx reverse proxy in front of Garage / raw S3, kept-alive, TCP_QUICKACK): what one more HTTP hop costs", "s3small/nginx_proxy", "s3small/raw_plain_qa", "lat_p50")
+pair_row("3", "uncached 4 KiB GET, plain: p50 latency (FM/the bare nginx proxy)", "s3small/fm_plain", "s3small/nginx_proxy", "lat_p50")
 pair_row("3", "uncached 64 MiB GET, plain: throughput (FM/raw S3)", "big64/fm_plain", "big64/raw_plain", "mibs", ">=", 0.9)
 pair_row("3", "uncached 64 MiB GET, encrypted: throughput (FM/raw S3)", "big64/fm_enc", "big64/raw_enc", "mibs", ">=", 0.8)
 pair_row("4", "upload 256 MiB encrypted: throughput (FM/raw S3 PUT)", "up256/fm_enc", "up256/raw", "mibs", ">=", 0.8)
@@ -215,6 +217,17 @@ if runs.get("s3small/raw_enc_qa"):
       f"{fmt('lat_p50', med('s3small/raw_enc_qa', 'lat_p50'))} ms. FileManager's client for plain-http S3 "
       "endpoints sets TCP_QUICKACK the same way, so the targets are taken against that raw side: "
       f"FileManager takes {fmt('lat_p50', med('s3small/fm_enc', 'lat_p50'))} ms (encrypted).")
+if runs.get("s3small/nginx_proxy"):
+    w(f"- **One more hop (pair 3)**: FileManager is a service in front of S3, so each of its "
+      "uncached answers crosses two HTTP connections where the raw GET crosses one. A bare nginx "
+      "reverse proxy in front of the same Garage (one worker, `proxy_buffering off`, a new upstream "
+      "connection per request, since nginx cannot set TCP_QUICKACK on a kept-alive one) answers "
+      f"the plain 4 KiB GET in {fmt('lat_p50', med('s3small/nginx_proxy', 'lat_p50'))} ms at the "
+      f"median against {fmt('lat_p50', med('s3small/raw_plain_qa', 'lat_p50'))} ms raw, FileManager in "
+      f"{fmt('lat_p50', med('s3small/fm_plain', 'lat_p50'))} ms. The proxy pays a TCP connect per "
+      "request that FileManager (which keeps its connection to Garage alive and sets TCP_QUICKACK) "
+      "does not, so it bounds what a hop costs from above, not from below; that a C proxy which "
+      "does nothing else lands near FileManager says where the rest of pair 3's gap comes from.")
 if runs.get("up256/os_unsigned"):
     w(f"- **Uploads (pair 4)**: object_store's multipart upload shaped like FileManager's reaches "
       f"{fmt('mibs', med('up256/os_signed', 'mibs'))} MiB/s with a signed payload (SHA-256 of every "
@@ -333,6 +346,7 @@ w(f"# group 3 (pair 3): {ln} sequential GETs (+20 warm-up) per side per round on
 w(f"D get \"$FM/v1/files/bench/app/s3/small4k-enc.bin?cache=false\" -H \"Authorization: Bearer $KEY\" --count {ln} --warmup 20   # also small4k-plain.bin")
 w(f"D get \"$(D presign GET bench/app/s3/small4k-enc.bin)\" --count {ln} --warmup 20 --quickack   # _qa: raw SigV4-presigned GET of the object FileManager stored")
 w(f"D get \"$(D presign GET bench/app/s3/small4k-enc.bin)\" --count {fn} --warmup 5 [--fresh]       # raw_enc (reqwest, kept alive) / raw_enc_fresh")
+w(f"D get \"$NGINX_PROXY/<the raw URL's path and query>\" --count {ln} --warmup 20   # nginx_proxy: proxy_pass to Garage, Host set to Garage's (see run.sh)")
 w(f"# group 4 (pairs 3, 5): {bn} sequential 64 MiB GETs per side per round")
 w(f"D get \"$FM/v1/files/bench/app/s3/big64-enc.bin?cache=false\" -H \"Authorization: Bearer $KEY\" --count {bn}   # also big64-plain.bin (uploaded with encrypt=false)")
 w(f"D get \"$(D presign GET bench/app/s3/big64-enc.bin)\" --count {bn}")

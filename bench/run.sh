@@ -217,6 +217,45 @@ NGINX_TUNED_URL="http://127.0.0.1:$NGINX_TUNED_PORT"
 wait_http "$NGINX_URL/small4k.bin"
 wait_http "$NGINX_TUNED_URL/small4k.bin"
 
+# A bare reverse proxy in front of Garage (its own nginx, unpinned like everything that goes
+# through Garage): what one more HTTP hop costs, the floor under any service that answers from S3.
+# A new upstream connection per request: with `keepalive` upstreams nginx meets Garage's 40 ms
+# stall on every reused connection (it cannot set TCP_QUICKACK), measured at 44 ms a GET here.
+NGINX_PROXY_PORT=$(free_port)
+GARAGE_HOSTPORT=${S3_URL#http://}
+mkdir -p "$WORK/nginx-proxy/tmp"
+cat > "$WORK/nginx-proxy/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx-proxy/nginx.pid;
+error_log $WORK/nginx-proxy/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  tcp_nodelay on;
+  client_body_temp_path $WORK/nginx-proxy/tmp/body;
+  proxy_temp_path $WORK/nginx-proxy/tmp/proxy;
+  fastcgi_temp_path $WORK/nginx-proxy/tmp/fastcgi;
+  uwsgi_temp_path $WORK/nginx-proxy/tmp/uwsgi;
+  scgi_temp_path $WORK/nginx-proxy/tmp/scgi;
+  server {
+    listen 127.0.0.1:$NGINX_PROXY_PORT;
+    location / {
+      proxy_pass http://$GARAGE_HOSTPORT;
+      # The presigned URL was signed for Garage's own host.
+      proxy_set_header Host $GARAGE_HOSTPORT;
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+"$NGINX" -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" 2>"$WORK/nginx-proxy/stderr" &
+PIDS+=($!)
+PROXY_SMALL_PLAIN="http://127.0.0.1:$NGINX_PROXY_PORT${RAW_SMALL_PLAIN#"$S3_URL"}"
+wait_http "$PROXY_SMALL_PLAIN"
+curl -sf "$PROXY_SMALL_PLAIN" | cmp -s - "$WORK/files/small4k.bin" \
+  || { echo "bench: the proxied object differs from the file" >&2; exit 1; }
+
 # ---------------------------------------------------------------- rclone (crypt over the same Garage)
 export RCLONE_CONFIG="$WORK/rclone.conf"
 : > "$RCLONE_CONFIG"
@@ -330,8 +369,9 @@ FM_SMALL_ENC="$FM_S3/v1/files/bench/app/s3/small4k-enc.bin?cache=false"
 # connection otherwise stall ~40 ms (raw_enc, reqwest, shows it; raw_enc_fresh avoids it with a
 # new connection per request). See BENCHMARKS.md.
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $(order "$r" fm_plain raw_plain_qa fm_enc raw_enc_qa raw_enc raw_enc_fresh); do
+  for s in $(order "$r" fm_plain raw_plain_qa fm_enc raw_enc_qa raw_enc raw_enc_fresh nginx_proxy); do
     case $s in
+      nginx_proxy) drv_get "s3small/nginx_proxy/$r" "$PROXY_SMALL_PLAIN" "$LAT_N" 20 ;;
       fm_plain) drv_get "s3small/fm_plain/$r" "$FM_SMALL_PLAIN" "$LAT_N" 20 "$AUTH" ;;
       raw_plain_qa) drv_get "s3small/raw_plain_qa/$r" "$RAW_SMALL_PLAIN" "$LAT_N" 20 --quickack ;;
       fm_enc) drv_get "s3small/fm_enc/$r" "$FM_SMALL_ENC" "$LAT_N" 20 "$AUTH" ;;
