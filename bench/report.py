@@ -205,8 +205,8 @@ def med(key, metric):
 
 
 w("## Reading the results\n")
-w("Only figures of this run are quoted; the profiles behind the proposed fixes are in the "
-  "lead's notes, not here.\n")
+w("Only figures of this run are quoted. What limits the pairs that miss their targets (profiles, "
+  "what was changed because of them, what is left) is in `docs/performance.md`.\n")
 if runs.get("s3small/raw_enc_qa"):
     w(f"- **Small uncached GETs through Garage (pair 3)**: Garage writes a response's head and "
       "body in two writes with Nagle's algorithm on, and a client that delays its ACK of the head "
