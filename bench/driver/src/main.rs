@@ -4,7 +4,8 @@
 //! fm-bench-driver gen PATH SIZE                      write SIZE bytes of the sample data to PATH
 //! fm-bench-driver presign GET|PUT KEY                a SigV4 presigned URL of KEY in $APP_BUCKET
 //! fm-bench-driver get URL [opts]                     timed sequential GETs (body streamed, discarded)
-//! fm-bench-driver put URL --size N [opts]            timed sequential PUTs of N sample bytes
+//! fm-bench-driver put URL --size N [opts]            timed sequential PUTs of N sample bytes,
+//!                                                    new ones each time (see `fresh`)
 //! fm-bench-driver s3put KEY --size N [--unsigned] [--count N] [--label L] [--out F]
 //!                                                    timed object_store multipart uploads to
 //!                                                    $APP_BUCKET, 8 MiB parts, 2 in flight (as
@@ -95,8 +96,16 @@ async fn run(args: Vec<String>) -> Res<()> {
 /// pseudo-random bytes, so zstd gets roughly 2:1 and has to work through both kinds.
 fn sample(size: usize) -> Vec<u8> {
     const WORDS: [&[u8]; 10] = [
-        b"the ", b"file ", b"upload ", b"domain ", b"user ", b"cache ", b"store ", b"bucket ",
-        b"photo.jpg ", b"\n",
+        b"the ",
+        b"file ",
+        b"upload ",
+        b"domain ",
+        b"user ",
+        b"cache ",
+        b"store ",
+        b"bucket ",
+        b"photo.jpg ",
+        b"\n",
     ];
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
     let mut next = move || {
@@ -120,6 +129,28 @@ fn sample(size: usize) -> Vec<u8> {
     }
     out.truncate(size);
     out
+}
+
+/// A copy of `base` that no earlier upload sent: `tag` and a per-process nonce written over
+/// 16 bytes of every 64 KiB. Garage stores blocks by content hash and keeps one copy of equal
+/// blocks, so re-sending the same bytes costs it almost nothing to store; every real upload
+/// (and every encrypted one, whose ciphertext is new each time) costs the full write.
+fn fresh(base: &[u8], tag: u64) -> Bytes {
+    static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let nonce = *NONCE.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+    });
+    let mut out = base.to_vec();
+    for block in out.chunks_mut(64 * 1024) {
+        let n = block.len().min(16);
+        let mut stamp = [0u8; 16];
+        stamp[..8].copy_from_slice(&nonce.to_le_bytes());
+        stamp[8..].copy_from_slice(&tag.to_le_bytes());
+        block[..n].copy_from_slice(&stamp[..n]);
+    }
+    Bytes::from(out)
 }
 
 fn env(name: &str) -> Res<String> {
@@ -193,7 +224,11 @@ impl Opts {
         };
         let mut it = args.iter();
         while let Some(a) = it.next() {
-            let mut val = || it.next().cloned().ok_or_else(|| format!("{a} needs a value"));
+            let mut val = || {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{a} needs a value"))
+            };
             match a.as_str() {
                 "--count" => o.count = val()?.parse().map_err(|_| "--count: a number")?,
                 "--warmup" => o.warmup = val()?.parse().map_err(|_| "--warmup: a number")?,
@@ -227,11 +262,13 @@ async fn transfer(kind: &str, o: Opts) -> Res<()> {
         .tcp_nodelay(true)
         .build()
         .map_err(|e| format!("client: {e}"))?;
-    let body = (kind == "put").then(|| Bytes::from(sample(o.size)));
+    let base = (kind == "put").then(|| sample(o.size));
     let o = Arc::new(o);
     let mut secs = Vec::with_capacity(o.count);
     let mut bytes = 0u64;
     for i in 0..o.warmup + o.count {
+        // Made before the clock starts: new bytes for every upload (see `fresh`).
+        let body = base.as_deref().map(|b| fresh(b, i as u64));
         let mut req = match &body {
             Some(b) => client
                 .put(&o.url)
@@ -256,7 +293,11 @@ async fn transfer(kind: &str, o: Opts) -> Res<()> {
         }
         let dt = t0.elapsed().as_secs_f64();
         if !status.is_success() {
-            return Err(format!("{} {}: status {status}", kind.to_uppercase(), o.label));
+            return Err(format!(
+                "{} {}: status {status}",
+                kind.to_uppercase(),
+                o.label
+            ));
         }
         if let Some(msg) = expect_failed {
             return Err(format!("{}: {msg}", o.label));
@@ -287,7 +328,8 @@ async fn get_quickack(o: Opts) -> Res<()> {
     let mut conn = tokio::net::TcpStream::connect(authority)
         .await
         .map_err(|e| format!("connect: {e}"))?;
-    conn.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
+    conn.set_nodelay(true)
+        .map_err(|e| format!("nodelay: {e}"))?;
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\n");
     for (k, v) in &o.headers {
         request.push_str(&format!("{k}: {v}\r\n"));
@@ -384,9 +426,10 @@ async fn s3put(o: Opts) -> Res<()> {
     use object_store::{ObjectStoreExt, WriteMultipart};
     let store = s3_store(o.unsigned)?;
     let path = Path::parse(&o.url).map_err(|e| format!("key: {e}"))?;
-    let data = Bytes::from(sample(o.size));
+    let base = sample(o.size);
     let mut secs = Vec::new();
-    for _ in 0..o.count {
+    for i in 0..o.count {
+        let data = fresh(&base, i as u64);
         let t0 = Instant::now();
         let upload = store
             .put_multipart(&path)
@@ -402,5 +445,5 @@ async fn s3put(o: Opts) -> Res<()> {
         w.finish().await.map_err(|e| format!("finish: {e}"))?;
         secs.push(t0.elapsed().as_secs_f64());
     }
-    emit(&o, "put", data.len() as u64, &secs)
+    emit(&o, "put", base.len() as u64, &secs)
 }
