@@ -234,7 +234,9 @@ if runs.get("up256/os_unsigned"):
       f"part, verified again by Garage) and {fmt('mibs', med('up256/os_unsigned', 'mibs'))} MiB/s with "
       f"UNSIGNED-PAYLOAD, against {fmt('mibs', med('up256/raw', 'mibs'))} MiB/s for the raw presigned "
       "PUT. FileManager's S3 client sends UNSIGNED-PAYLOAD (the integrity of encrypted files rests "
-      "on their AES-GCM tags, of all files in transit on TLS), like the second of these.")
+      "on their AES-GCM tags, of all files in transit on TLS), like the second of these. Every "
+      "timed upload sends bytes Garage has not seen (it keeps one copy of equal blocks, and "
+      "FileManager's ciphertext is new every time), so no side skips the block writes.")
 if runs.get("big64/rclone_nocache"):
     w(f"- **Large downloads vs rclone (pair 5)**: rclone with `--vfs-cache-mode full` serves the "
       "64 MiB file from its local disk cache, which holds the *plaintext*; FileManager's large-file "
