@@ -221,10 +221,11 @@ fn answer_len(info: &FileInfo, range: Option<&std::ops::Range<u64>>) -> u64 {
     range.map_or(info.size, |r| r.end - r.start)
 }
 
+/// A download's byte stream.
+type BoxedBytes = futures::stream::BoxStream<'static, filemanager::Result<Bytes>>;
+
 /// Reads a (short) download stream into one buffer; a single piece is kept as it is.
-async fn gather(
-    mut body: futures::stream::BoxStream<'static, filemanager::Result<Bytes>>,
-) -> Result<Bytes, AppError> {
+async fn gather(mut body: BoxedBytes) -> Result<Bytes, AppError> {
     let Some(first) = body.next().await.transpose()? else {
         return Ok(Bytes::new());
     };
@@ -399,4 +400,38 @@ pub async fn openapi() -> Response {
         super::openapi::document_json(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pieces(items: Vec<filemanager::Result<&'static [u8]>>) -> BoxedBytes {
+        futures::stream::iter(items.into_iter().map(|r| r.map(Bytes::from_static))).boxed()
+    }
+
+    #[tokio::test]
+    async fn gather_joins_pieces_in_order() {
+        assert_eq!(gather(pieces(vec![])).await.unwrap(), Bytes::new());
+        assert_eq!(gather(pieces(vec![Ok(b"one")])).await.unwrap(), "one");
+        let three = pieces(vec![Ok(b"ab"), Ok(b""), Ok(b"cde"), Ok(b"f")]);
+        assert_eq!(gather(three).await.unwrap(), "abcdef");
+    }
+
+    #[tokio::test]
+    async fn gather_fails_on_any_failed_piece() {
+        let failed = || Error::Integrity {
+            key: "d/app/f".into(),
+            reason: "tag mismatch".into(),
+        };
+        for at in 0..3 {
+            let mut items: Vec<filemanager::Result<&'static [u8]>> =
+                vec![Ok(b"a"), Ok(b"b"), Ok(b"c")];
+            items[at] = Err(failed());
+            let err = gather(pieces(items))
+                .await
+                .expect_err("a failed piece fails the whole");
+            assert_eq!(err.status_and_code().1, "integrity_error");
+        }
+    }
 }
