@@ -148,6 +148,20 @@ pub(crate) fn limited(
     counted.chain(check_end).boxed()
 }
 
+/// Gathers a download's byte stream (such as [`Download::body`](crate::Download::body)) into
+/// one buffer; a single piece is returned as it is, without a copy. The first failed piece
+/// fails the whole.
+pub async fn collect_body(mut body: BoxStream<'static, Result<Bytes>>) -> Result<Bytes> {
+    let mut parts = Vec::new();
+    while let Some(chunk) = body.next().await {
+        parts.push(chunk?);
+    }
+    Ok(match parts.len() {
+        1 => parts.pop().expect("one part"),
+        _ => Bytes::from(parts.concat()),
+    })
+}
+
 /// Pieces of a download decoded ahead of the reader.
 const AHEAD: usize = 4;
 
@@ -208,6 +222,34 @@ pub(crate) fn ahead(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn pieces(items: Vec<Result<&'static [u8]>>) -> BoxStream<'static, Result<Bytes>> {
+        futures::stream::iter(items.into_iter().map(|r| r.map(Bytes::from_static))).boxed()
+    }
+
+    #[tokio::test]
+    async fn collect_body_joins_pieces_in_order() {
+        assert_eq!(collect_body(pieces(vec![])).await.unwrap(), Bytes::new());
+        assert_eq!(collect_body(pieces(vec![Ok(b"one")])).await.unwrap(), "one");
+        let three = pieces(vec![Ok(b"ab"), Ok(b""), Ok(b"cde"), Ok(b"f")]);
+        assert_eq!(collect_body(three).await.unwrap(), "abcdef");
+    }
+
+    #[tokio::test]
+    async fn collect_body_fails_on_any_failed_piece() {
+        let failed = || Error::Integrity {
+            key: "d/app/f".into(),
+            reason: "tag mismatch".into(),
+        };
+        for at in 0..3 {
+            let mut items: Vec<Result<&'static [u8]>> = vec![Ok(b"a"), Ok(b"b"), Ok(b"c")];
+            items[at] = Err(failed());
+            let err = collect_body(pieces(items))
+                .await
+                .expect_err("a failed piece fails the whole");
+            assert!(matches!(err, Error::Integrity { .. }), "{err:?}");
+        }
+    }
 
     async fn drain(s: BoxStream<'static, Result<Bytes>>) -> Result<usize> {
         let parts: Vec<Bytes> = s.try_collect().await?;

@@ -52,7 +52,7 @@ mod store;
 mod tls;
 mod types;
 
-pub use body::Body;
+pub use body::{Body, collect_body};
 pub use cache_io::{CacheSetup, CacheTier2};
 pub use codec_io::KeyConfig;
 pub use error::{Error, Result};

@@ -7,7 +7,6 @@ use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use filemanager::{
     Body, DownloadOptions, Error, FileInfo, ListOptions, Location, Scope, StorageLevel,
     UploadOptions,
@@ -195,7 +194,7 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
             HttpBody::from(bytes)
         }
         None if answer_len(&dl.info, dl.range.as_ref()) <= GATHER_MAX => {
-            let bytes = gather(dl.body).await?;
+            let bytes = filemanager::collect_body(dl.body).await?;
             state.metrics.add_bytes_out(bytes.len() as u64);
             HttpBody::from(bytes)
         }
@@ -219,26 +218,6 @@ const GATHER_MAX: u64 = 64 * 1024;
 /// The length of the body answered for `range` of the file described by `info`.
 fn answer_len(info: &FileInfo, range: Option<&std::ops::Range<u64>>) -> u64 {
     range.map_or(info.size, |r| r.end - r.start)
-}
-
-/// A download's byte stream.
-type BoxedBytes = futures::stream::BoxStream<'static, filemanager::Result<Bytes>>;
-
-/// Reads a (short) download stream into one buffer; a single piece is kept as it is.
-async fn gather(mut body: BoxedBytes) -> Result<Bytes, AppError> {
-    let Some(first) = body.next().await.transpose()? else {
-        return Ok(Bytes::new());
-    };
-    let Some(second) = body.next().await.transpose()? else {
-        return Ok(first);
-    };
-    let mut buf = bytes::BytesMut::with_capacity(first.len() + second.len());
-    buf.extend_from_slice(&first);
-    buf.extend_from_slice(&second);
-    while let Some(piece) = body.next().await.transpose()? {
-        buf.extend_from_slice(&piece);
-    }
-    Ok(buf.freeze())
 }
 
 /// A 200 (or 206 with `range`) answer carrying `body` and the file's headers.
@@ -400,38 +379,4 @@ pub async fn openapi() -> Response {
         super::openapi::document_json(),
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pieces(items: Vec<filemanager::Result<&'static [u8]>>) -> BoxedBytes {
-        futures::stream::iter(items.into_iter().map(|r| r.map(Bytes::from_static))).boxed()
-    }
-
-    #[tokio::test]
-    async fn gather_joins_pieces_in_order() {
-        assert_eq!(gather(pieces(vec![])).await.unwrap(), Bytes::new());
-        assert_eq!(gather(pieces(vec![Ok(b"one")])).await.unwrap(), "one");
-        let three = pieces(vec![Ok(b"ab"), Ok(b""), Ok(b"cde"), Ok(b"f")]);
-        assert_eq!(gather(three).await.unwrap(), "abcdef");
-    }
-
-    #[tokio::test]
-    async fn gather_fails_on_any_failed_piece() {
-        let failed = || Error::Integrity {
-            key: "d/app/f".into(),
-            reason: "tag mismatch".into(),
-        };
-        for at in 0..3 {
-            let mut items: Vec<filemanager::Result<&'static [u8]>> =
-                vec![Ok(b"a"), Ok(b"b"), Ok(b"c")];
-            items[at] = Err(failed());
-            let err = gather(pieces(items))
-                .await
-                .expect_err("a failed piece fails the whole");
-            assert_eq!(err.status_and_code().1, "integrity_error");
-        }
-    }
 }

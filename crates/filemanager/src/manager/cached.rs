@@ -6,7 +6,7 @@ use bytes::Bytes;
 use filemanager_cache::{Cache, Fill};
 use futures::StreamExt;
 
-use super::{FileManager, collect, file_info, quoted, reading};
+use super::{FileManager, collect_body, file_info, quoted, reading};
 use crate::cache_io::{CachedMeta, frame, unframe, unframe_memo};
 use crate::error::{Error, Result};
 use crate::large::{Filling, Version};
@@ -159,7 +159,7 @@ impl FileManager {
             return Ok(stored);
         }
         let once = futures::stream::once(async move { Ok(stored) }).boxed();
-        collect(self.inner.codec.decode(key, encoding, once)?).await
+        collect_body(self.inner.codec.decode(key, encoding, once)?).await
     }
 
     /// A download answered from the large-file tier: the file's description through the

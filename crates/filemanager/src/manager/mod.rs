@@ -12,7 +12,7 @@ use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::{StreamExt, TryStreamExt};
 
-use crate::body::{self, Body};
+use crate::body::{self, Body, collect_body};
 use crate::cache_io::{CacheSetup, DescriptionMemo};
 use crate::codec_io::{Codec, KeyConfig};
 use crate::error::{Error, Result};
@@ -445,7 +445,7 @@ impl FileManager {
         opts: &DownloadOptions,
     ) -> Result<Bytes> {
         if opts.range.is_some() || self.cache_unless(opts.bypass_cache).is_some() {
-            return collect(self.download(location, opts).await?.body).await;
+            return collect_body(self.download(location, opts).await?.body).await;
         }
         // The whole object in one read: no per-piece hand-offs, one buffer.
         let key = location.key();
@@ -631,18 +631,6 @@ fn decode_ahead(
 
 /// Answers up to this long are decoded where they are read (see [`decode_ahead`]).
 const AHEAD_MIN: u64 = 64 * 1024;
-
-/// Gathers a byte stream into one buffer.
-async fn collect(mut body: crate::store::ByteStream) -> Result<Bytes> {
-    let mut parts = Vec::new();
-    while let Some(chunk) = body.next().await {
-        parts.push(chunk?);
-    }
-    Ok(match parts.len() {
-        1 => parts.pop().expect("one part"),
-        _ => Bytes::from(parts.concat()),
-    })
-}
 
 fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(0)
