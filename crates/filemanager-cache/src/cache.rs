@@ -508,7 +508,10 @@ impl Cache {
                         return Ok(loaded);
                     }
                     let lead = lead.take().expect("a leader loads once and returns");
-                    let outcome = lead().await;
+                    // Boxed, so that the load's state (which reads L2 and storage, several
+                    // KiB) is not part of every lookup's future: a hit would carry it
+                    // unused and copy it as the request's future is set up.
+                    let outcome = Box::pin(lead()).await;
                     guard.finish(outcome.clone().map_err(|e| e as ErasedError));
                     return outcome;
                 }

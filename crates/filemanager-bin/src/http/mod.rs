@@ -211,8 +211,12 @@ impl App {
                 Method::GET | Method::HEAD => {
                     return routes::download(state, req).await.into_response();
                 }
-                Method::PUT => return routes::upload(state, req).await,
-                Method::DELETE => return routes::delete(state, req).await.into_response(),
+                // Boxed, so that their state does not make every request's future (a
+                // cached GET's included) as large as an upload's: it is moved as it is set up.
+                Method::PUT => return Box::pin(routes::upload(state, req)).await,
+                Method::DELETE => {
+                    return Box::pin(routes::delete(state, req)).await.into_response();
+                }
                 _ => {}
             }
         }

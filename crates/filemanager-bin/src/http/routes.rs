@@ -134,7 +134,7 @@ async fn store(state: AppState, req: Request) -> Result<Response, AppError> {
     }
     let result = state
         .metrics
-        .time("upload", state.fm.upload(&location, body, &opts))
+        .time("upload", || state.fm.upload(&location, body, &opts))
         .await?;
     Ok(json(StatusCode::CREATED, &result))
 }
@@ -156,13 +156,15 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
     // Conditional and HEAD requests are answered from the metadata, without opening the
     // content.
     if head_only || parts.headers.contains_key(header::IF_NONE_MATCH) {
-        let info = state
-            .metrics
-            .time("metadata", state.fm.metadata(&location, use_cache))
-            .await?
-            .ok_or_else(|| Error::FileNotFound {
-                key: location.key(),
-            })?;
+        let info = Box::pin(
+            state
+                .metrics
+                .time("metadata", || state.fm.metadata(&location, use_cache)),
+        )
+        .await?
+        .ok_or_else(|| Error::FileNotFound {
+            key: location.key(),
+        })?;
         if let Some(inm) = parts.headers.get(header::IF_NONE_MATCH)
             && headers::none_match(inm, info.etag.as_deref())
         {
@@ -183,7 +185,7 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
     };
     let dl = state
         .metrics
-        .time("download", state.fm.download(&location, &opts))
+        .time("download", || state.fm.download(&location, &opts))
         .await?;
     let body = match dl.in_memory {
         // A cache hit is one buffer already: handed to hyper as is, it goes out with the
@@ -194,7 +196,7 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
             HttpBody::from(bytes)
         }
         None if answer_len(&dl.info, dl.range.as_ref()) <= GATHER_MAX => {
-            let bytes = filemanager::collect_body(dl.body).await?;
+            let bytes = Box::pin(filemanager::collect_body(dl.body)).await?;
             state.metrics.add_bytes_out(bytes.len() as u64);
             HttpBody::from(bytes)
         }
@@ -266,7 +268,7 @@ pub async fn delete(State(state): State<AppState>, req: Request) -> Result<Respo
     let location = bearer_location(&state, &parts, FILES, Action::Write)?;
     let result = state
         .metrics
-        .time("delete", state.fm.delete(&location))
+        .time("delete", || state.fm.delete(&location))
         .await?;
     Ok(json(StatusCode::OK, &result))
 }
@@ -276,12 +278,10 @@ pub async fn metadata(State(state): State<AppState>, req: Request) -> Result<Res
     let (parts, _) = req.into_parts();
     let location = bearer_location(&state, &parts, META, Action::Read)?;
     let q = query_map(parts.uri.query())?;
+    let use_cache = flag(&q, "cache", true)?;
     let info = state
         .metrics
-        .time(
-            "metadata",
-            state.fm.metadata(&location, flag(&q, "cache", true)?),
-        )
+        .time("metadata", || state.fm.metadata(&location, use_cache))
         .await?
         .ok_or_else(|| Error::FileNotFound {
             key: location.key(),
@@ -313,7 +313,7 @@ pub async fn list(State(state): State<AppState>, req: Request) -> Result<Respons
     };
     let result = state
         .metrics
-        .time("list", state.fm.list(&scope, &opts))
+        .time("list", || state.fm.list(&scope, &opts))
         .await?;
     Ok(json(StatusCode::OK, &result))
 }
@@ -333,7 +333,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, AppError>
     };
     match state
         .metrics
-        .time("list", state.fm.list(&probe, &opts))
+        .time("list", || state.fm.list(&probe, &opts))
         .await
     {
         Ok(_) => Ok(json(

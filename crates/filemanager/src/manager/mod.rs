@@ -349,13 +349,17 @@ impl FileManager {
                 from_cache,
             });
         }
+        // Boxed: these paths wait for a disk or the network, so an allocation costs nothing
+        // there, and kept inline their state would make every download's future (a cache
+        // hit's included) several KiB larger, copied as the request's future is set up.
         let cache = self.cache_unless(opts.bypass_cache);
         if let Some(cache) = cache
-            && let Some(download) = reading(|| self.large_copy(cache, location, opts)).await?
+            && let Some(download) =
+                Box::pin(reading(|| self.large_copy(cache, location, opts))).await?
         {
             return Ok(download);
         }
-        reading(|| self.download_stored(location, opts, cache)).await
+        Box::pin(reading(|| self.download_stored(location, opts, cache))).await
     }
 
     /// A download from storage, bypassing the cache. With `cache`, a large file read from a
