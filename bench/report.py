@@ -108,6 +108,8 @@ pair_row("1", "cached 4 KiB GET, 64 conns: p99 latency (FM/nginx tuned)", "small
 pair_row("1", "cached 4 KiB GET, 64 conns: req/s (FM/nginx common config: sendfile, tcp_nopush)", "small4k/fm_bearer", "small4k/nginx", "rps")
 pair_row("1", "cached 4 KiB GET, 64 conns: p99 latency (FM/nginx common config)", "small4k/fm_bearer", "small4k/nginx", "p99")
 pair_row("1", "nginx tuned / nginx common config, req/s", "small4k/nginx_tuned", "small4k/nginx", "rps")
+pair_row("1", "the HTTP stack alone (hyper + tokio, no handler work) / nginx tuned, req/s: the ceiling of pair 1 for any service on this stack", "small4k/hyper_bare", "small4k/nginx_tuned", "rps")
+pair_row("1", "FM / the HTTP stack alone, req/s: what FileManager's own work per request costs", "small4k/fm_bearer", "small4k/hyper_bare", "rps")
 pair_row("2", "cached 1 MiB GET, 64 conns: throughput (FM/nginx tuned: open_file_cache, sendfile)", "m1/fm", "m1/nginx_tuned", "mibs_wrk", ">=", 0.9)
 pair_row("2", "cached 1 MiB GET, 64 conns: throughput (FM/nginx common config)", "m1/fm", "m1/nginx", "mibs_wrk")
 pair_row("3", "uncached 4 KiB GET from Garage, encrypted: p50 latency (FM/raw S3 on a kept-alive connection with TCP_QUICKACK)", "s3small/fm_enc", "s3small/raw_enc_qa", "lat_p50", "<=", 1.2)
@@ -266,6 +268,12 @@ w("- **nginx sides**: one nginx worker with two servers. *Common config*: `sendf
   "per request), and for the 4 KiB file `sendfile off` (one `pread` + `writev`, faster than "
   "`sendfile` for a page-sized file here); the targets are taken against the tuned one. "
   "FileManager serves decrypted bytes from its memory cache (L1) with one `writev` per response.")
+w("- **The HTTP stack alone (`hyper_bare`, pair 1)**: the driver's `serve-bare`, the same hyper "
+  "HTTP/1 server and tokio runtime as the service, pinned the same way, answering every request "
+  "with the 4 KiB file and the headers of FileManager's cached answer (same names and lengths) "
+  "and doing nothing else: no authentication, routing, cache lookup or header building. Its rate "
+  "bounds what any service on this stack can reach, and FileManager's ratio to it is the cost of "
+  "FileManager's own work per request.")
 w("")
 
 w("## All sides\n")

@@ -256,6 +256,16 @@ wait_http "$PROXY_SMALL_PLAIN"
 curl -sf "$PROXY_SMALL_PLAIN" | cmp -s - "$WORK/files/small4k.bin" \
   || { echo "bench: the proxied object differs from the file" >&2; exit 1; }
 
+# ---------------------------------------------------------------- the HTTP stack alone
+# The driver's `serve-bare`: the service's hyper HTTP/1 server and tokio runtime answering
+# every request with the 4 KiB file and the headers of FileManager's cached answer, with no
+# handler work at all. Pinned like the servers of group 1; context for pair 1.
+BARE_PORT=$(free_port)
+taskset -c "$SERVER_CPU" "$DRIVER" serve-bare "127.0.0.1:$BARE_PORT" 4096 > "$WORK/bare.log" 2>&1 &
+PIDS+=($!)
+BARE_URL="http://127.0.0.1:$BARE_PORT/small4k.bin"
+wait_http "$BARE_URL"
+
 # ---------------------------------------------------------------- rclone (crypt over the same Garage)
 export RCLONE_CONFIG="$WORK/rclone.conf"
 : > "$RCLONE_CONFIG"
@@ -322,17 +332,18 @@ side_small() {
     nginx)      wrk_run "small4k/nginx/$2" "$NGINX_URL/small4k.bin" ;;
     nginx_tuned) wrk_run "small4k/nginx_tuned/$2" "$NGINX_TUNED_URL/small4k.bin" ;;
     rclone)     wrk_run "small4k/rclone/$2" "$RCLONE_URL/small4k.bin" ;;
+    hyper_bare) wrk_run "small4k/hyper_bare/$2" "$BARE_URL" "$AUTH" ;;
   esac
 }
 loadavg "group1"
 log "group 1: cached 4 KiB at $CONNS connections, $ROUNDS rounds x ${DUR}s per side"
 # One short untimed warm-up of each server.
-for u in "$NGINX_URL/small4k.bin" "$NGINX_TUNED_URL/small4k.bin" "$RCLONE_URL/small4k.bin" "$FM_PRESIGNED"; do
+for u in "$NGINX_URL/small4k.bin" "$NGINX_TUNED_URL/small4k.bin" "$RCLONE_URL/small4k.bin" "$FM_PRESIGNED" "$BARE_URL"; do
   taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s "$u" > /dev/null
 done
 taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d1s -H "$AUTH" "$SMALL_BEARER" > /dev/null
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $(order "$r" fm_bearer nginx_tuned fm_presigned nginx rclone); do side_small "$s" "$r"; done
+  for s in $(order "$r" fm_bearer nginx_tuned fm_presigned hyper_bare nginx rclone); do side_small "$s" "$r"; done
 done
 
 # ---------------------------------------------------------------- group 2: cached 1 MiB

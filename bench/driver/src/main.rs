@@ -10,6 +10,9 @@
 //!                                                    timed object_store multipart uploads to
 //!                                                    $APP_BUCKET, 8 MiB parts, 2 in flight (as
 //!                                                    FileManager does), payload signed or not
+//! fm-bench-driver serve-bare ADDR SIZE               an HTTP/1 server answering every request
+//!                                                    with SIZE bytes and the headers of
+//!                                                    FileManager's cached download
 //!
 //! opts: --count N (timed requests, default 1)   --warmup N (untimed first, default 0)
 //!       -H 'Name: value' (repeatable)           --expect 'name: value' (response header check)
@@ -44,10 +47,16 @@ fn main() -> ExitCode {
     // client builder wants a provider installed).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // The server runs on the runtime the service uses (one worker per core it may use); the
+    // clients on one thread.
+    let rt = if args.first().is_some_and(|c| c == "serve-bare") {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime");
     match rt.block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -88,6 +97,13 @@ async fn run(args: Vec<String>) -> Res<()> {
             }
         }
         "s3put" => s3put(Opts::parse(rest)?).await,
+        "serve-bare" => {
+            let [addr, size] = rest else {
+                return Err("usage: serve-bare ADDR SIZE".into());
+            };
+            let size: usize = size.parse().map_err(|_| "SIZE must be a number")?;
+            serve_bare(addr, Bytes::from(sample(size))).await
+        }
         other => Err(format!("unknown command {other:?}")),
     }
 }
@@ -446,4 +462,54 @@ async fn s3put(o: Opts) -> Res<()> {
         secs.push(t0.elapsed().as_secs_f64());
     }
     emit(&o, "put", base.len() as u64, &secs)
+}
+
+/// `serve-bare`: what the service's HTTP stack costs by itself. The same hyper HTTP/1 server,
+/// tokio runtime and `TCP_NODELAY` as `filemanager serve`, answering every request with `body`
+/// and the headers of FileManager's cached 4 KiB download (same names, same lengths), but
+/// with no authentication, routing, cache lookup or header building: the ceiling of any
+/// handler on this stack.
+async fn serve_bare(addr: &str, body: Bytes) -> Res<()> {
+    use http_body_util::Full;
+    use hyper::header::{HeaderName, HeaderValue};
+
+    const HEADERS: [(&str, &str); 8] = [
+        ("etag", "\"9ae019-661bd8ce9a896-1000\""),
+        ("last-modified", "Thu, 03 Dec 2026 16:50:01 GMT"),
+        ("accept-ranges", "bytes"),
+        ("x-cache", "hit"),
+        ("content-type", "application/octet-stream"),
+        ("x-content-type-options", "nosniff"),
+        ("x-request-id", "6b119db9-1"),
+        ("content-length", ""),
+    ];
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{addr}: {e}"))?;
+    let len = body.len().to_string();
+    let mut head = hyper::HeaderMap::new();
+    for (name, value) in HEADERS {
+        let value = if value.is_empty() { len.as_str() } else { value };
+        head.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).map_err(|e| e.to_string())?,
+        );
+    }
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let (body, head) = (body.clone(), head.clone());
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |_req| {
+                let mut resp = hyper::Response::new(Full::new(body.clone()));
+                *resp.headers_mut() = head.clone();
+                async move { Ok::<_, std::convert::Infallible>(resp) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
