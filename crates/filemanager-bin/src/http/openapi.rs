@@ -34,10 +34,50 @@ fn query(name: &str, schema: Value, description: &str) -> Value {
     json!({"name": name, "in": "query", "required": false, "schema": schema, "description": description})
 }
 
+/// A domain, as `filemanager::Domain` accepts it.
+const DOMAIN_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+
+/// A user id, as `filemanager::UserId` accepts it: up to 128 of `A-Z a-z 0-9 . _ @ -`, but
+/// not `.` or `..` (spelled out, since JSON Schema patterns need not support look-ahead).
+const USER_ID_PATTERN: &str = r"^([A-Za-z0-9_@-][A-Za-z0-9._@-]{0,127}|\.[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,126}|\.\.[A-Za-z0-9._@-]{1,126})$";
+
+/// What a filename segment may not hold: `/` (it separates segments), `\` and control
+/// characters (C0, DEL and C1: what `char::is_control` refuses).
+const SEGMENT_CHAR: &str = r"[^/\\\u0000-\u001f\u007f-\u009f]";
+/// The same, and not a dot.
+const SEGMENT_CHAR_NOT_DOT: &str = r"[^/\\\u0000-\u001f\u007f-\u009f.]";
+
+/// One filename segment that is not `.` or `..`, of at most `max` characters (`None`: any).
+fn segment(max: Option<u32>) -> String {
+    let (c, d) = (SEGMENT_CHAR, SEGMENT_CHAR_NOT_DOT);
+    match max {
+        Some(m) => format!(
+            "{d}{c}{{0,{}}}|\\.{d}{c}{{0,{}}}|\\.\\.{c}{{1,{}}}",
+            m - 1,
+            m - 2,
+            m - 2
+        ),
+        None => format!("{d}{c}*|\\.{d}{c}*|\\.\\.{c}+"),
+    }
+}
+
+/// The `{filename}` path parameter: one segment (an encoded `/` is refused), of at most 255
+/// characters. The library's limit is 255 bytes, so for names beyond ASCII it is stricter than
+/// the pattern, which counts characters.
+fn segment_pattern() -> String {
+    format!("^({})$", segment(Some(255)))
+}
+
+/// A whole filename: segments joined by `/` (the total is bounded by `maxLength`).
+fn filename_pattern() -> String {
+    let seg = segment(None);
+    format!("^({seg})(/({seg}))*$")
+}
+
 fn domain() -> Value {
     param(
         "domain",
-        json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}),
+        json!({"type": "string", "pattern": DOMAIN_PATTERN}),
         "The domain (1–63 chars of a-z 0-9 _ -).",
     )
 }
@@ -45,7 +85,7 @@ fn domain() -> Value {
 fn user_id() -> Value {
     param(
         "user_id",
-        json!({"type": "string", "pattern": "^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,127}$"}),
+        json!({"type": "string", "pattern": USER_ID_PATTERN}),
         "The user id; not '.' or '..'.",
     )
 }
@@ -53,8 +93,8 @@ fn user_id() -> Value {
 fn filename() -> Value {
     param(
         "filename",
-        json!({"type": "string", "pattern": "^[^/\\\\\\u0000-\\u001f.][^/\\\\\\u0000-\\u001f]{0,200}$"}),
-        "The filename; its '/'-separated segments appear as path segments. An encoded '/' or '\\' is refused with 400.",
+        json!({"type": "string", "pattern": segment_pattern()}),
+        "The filename; its '/'-separated segments appear as path segments, each at most 255 bytes of UTF-8, with no control characters (C0, DEL or C1). An encoded '/' or '\\' is refused with 400.",
     )
 }
 
@@ -305,9 +345,9 @@ fn schemas() -> Value {
 fn presign_request(upload: bool) -> Value {
     let expires = json!({"type": "integer", "minimum": 1, "maximum": 604800, "default": 3600});
     let mut common = json!({
-        "domain": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+        "domain": {"type": "string", "pattern": DOMAIN_PATTERN},
         "filename": {"type": "string", "maxLength": 900,
-                     "pattern": "^[^/\\\\\\u0000-\\u001f]+(/[^/\\\\\\u0000-\\u001f]+)*$"},
+                     "pattern": filename_pattern()},
         "expires_in": expires,
     });
     let mut required = vec!["domain", "level", "filename"];
@@ -334,8 +374,7 @@ fn presign_request(upload: bool) -> Value {
         props["level"] = json!({"const": level});
         let mut req = required.clone();
         if user {
-            props["user_id"] =
-                json!({"type": "string", "pattern": "^[A-Za-z0-9_@-][A-Za-z0-9._@-]{0,127}$"});
+            props["user_id"] = json!({"type": "string", "pattern": USER_ID_PATTERN});
             req.push("user_id");
         }
         json!({"type": "object", "required": req, "properties": props})
@@ -427,6 +466,74 @@ mod tests {
             ROUTES.iter().map(|(_, d)| d.len()).sum::<usize>()
         );
         assert_eq!(source.matches(".route(").count(), ROUTES.len());
+    }
+
+    /// The path parameters' patterns accept a value exactly when the library does, for
+    /// every character up to U+2FFF in every position and for a few boundary lengths, so
+    /// that generated clients and fuzzers neither send what is refused nor miss what is
+    /// allowed. (The library's byte limits, e.g. 255 bytes per filename segment, are not
+    /// expressible as a pattern over characters and are left out.)
+    #[test]
+    fn path_patterns_match_the_library() {
+        use filemanager::{Domain, Filename, UserId};
+        let pattern = |p: Value| {
+            let text = p["schema"]["pattern"].as_str().unwrap().to_owned();
+            regex::Regex::new(&text).unwrap()
+        };
+        let (domain, user, file) = (pattern(domain()), pattern(user_id()), pattern(filename()));
+        let mut samples: Vec<String> = Vec::new();
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            for s in [
+                format!("{c}"),
+                format!("a{c}"),
+                format!("{c}a"),
+                format!("a{c}b"),
+            ] {
+                samples.push(s);
+            }
+        }
+        for n in [62, 63, 64, 127, 128, 129, 253, 254, 255, 256] {
+            samples.push("a".repeat(n));
+        }
+        samples.extend([".", "..", "a.", ".a", "a..b", "-a", "_a", "@a"].map(String::from));
+        for s in &samples {
+            assert_eq!(
+                domain.is_match(s),
+                Domain::new(s.as_str()).is_ok(),
+                "domain {s:?}"
+            );
+            assert_eq!(
+                user.is_match(s),
+                UserId::new(s.as_str()).is_ok(),
+                "user_id {s:?}"
+            );
+            // One segment: the pattern describes a single path segment of the filename.
+            if !s.contains('/') {
+                assert_eq!(
+                    file.is_match(s),
+                    Filename::new(s.as_str()).is_ok(),
+                    "filename {s:?}"
+                );
+            }
+        }
+        // The whole filename of a URL request: segments joined by '/'.
+        let whole = regex::Regex::new(&filename_pattern()).unwrap();
+        let mut names: Vec<String> = [
+            "a/b", "a//b", "/a", "a/", "a/./b", "a/../b", "a/.b/..c", ".../a",
+        ]
+        .map(String::from)
+        .to_vec();
+        for c in (0u32..0x3000).filter_map(char::from_u32) {
+            names.push(format!("x/{c}"));
+            names.push(format!("{c}/x"));
+        }
+        for s in &names {
+            assert_eq!(
+                whole.is_match(s),
+                Filename::new(s.as_str()).is_ok(),
+                "filename {s:?}"
+            );
+        }
     }
 
     #[test]
