@@ -119,6 +119,8 @@ pair_row("3", "uncached 4 KiB GET, encrypted: p50 latency (FM/raw S3 on a NEW co
 pair_row("3", "uncached 4 KiB GET, plain: p50 latency (a bare nginx reverse proxy in front of Garage / raw S3, kept-alive, TCP_QUICKACK): what one more HTTP hop costs", "s3small/nginx_proxy", "s3small/raw_plain_qa", "lat_p50")
 pair_row("3", "uncached 4 KiB GET, plain: p50 latency (FM/the bare nginx proxy)", "s3small/fm_plain", "s3small/nginx_proxy", "lat_p50")
 pair_row("3", "uncached 64 MiB GET, plain: throughput (FM/raw S3)", "big64/fm_plain", "big64/raw_plain", "mibs", ">=", 0.9)
+pair_row("3", "uncached 64 MiB GET, plain: throughput (the bare nginx proxy in front of Garage / raw S3): what one more hop costs", "big64/nginx_proxy", "big64/raw_plain", "mibs")
+pair_row("3", "uncached 64 MiB GET, plain: throughput (FM/the bare nginx proxy)", "big64/fm_plain", "big64/nginx_proxy", "mibs")
 pair_row("3", "uncached 64 MiB GET, encrypted: throughput (FM/raw S3)", "big64/fm_enc", "big64/raw_enc", "mibs", ">=", 0.8)
 pair_row("4", "upload 256 MiB encrypted: throughput (FM/raw S3 PUT)", "up256/fm_enc", "up256/raw", "mibs", ">=", 0.8)
 pair_row("4", "upload 256 MiB encrypted+zstd: throughput (FM/raw S3 PUT)", "up256/fm_enc_zstd", "up256/raw", "mibs", ">=", 0.8)
@@ -230,6 +232,13 @@ if runs.get("s3small/nginx_proxy"):
       "request that FileManager (which keeps its connection to Garage alive and sets TCP_QUICKACK) "
       "does not, so it bounds what a hop costs from above, not from below; that a C proxy which "
       "does nothing else lands near FileManager says where the rest of pair 3's gap comes from.")
+if runs.get("big64/nginx_proxy"):
+    w(f"- **One more hop, 64 MiB (pair 3)**: the same proxy relays the plain 64 MiB object at "
+      f"{fmt('mibs', med('big64/nginx_proxy', 'mibs'))} MiB/s against "
+      f"{fmt('mibs', med('big64/raw_plain', 'mibs'))} MiB/s raw; FileManager relays it at "
+      f"{fmt('mibs', med('big64/fm_plain', 'mibs'))} MiB/s. On two cores shared by Garage, the "
+      "relay and the client, every byte a relay receives and sends again is CPU that Garage and "
+      "the client do not get.")
 if runs.get("up256/os_unsigned"):
     w(f"- **Uploads (pair 4)**: object_store's multipart upload shaped like FileManager's reaches "
       f"{fmt('mibs', med('up256/os_signed', 'mibs'))} MiB/s with a signed payload (SHA-256 of every "
@@ -359,7 +368,7 @@ w(f"D get \"$(D presign GET bench/app/s3/small4k-enc.bin)\" --count {fn} --warmu
 w(f"D get \"$NGINX_PROXY/<the raw URL's path and query>\" --count {ln} --warmup 20   # nginx_proxy: proxy_pass to Garage, Host set to Garage's (see run.sh)")
 w(f"# group 4 (pairs 3, 5): {bn} sequential 64 MiB GETs per side per round")
 w(f"D get \"$FM/v1/files/bench/app/s3/big64-enc.bin?cache=false\" -H \"Authorization: Bearer $KEY\" --count {bn}   # also big64-plain.bin (uploaded with encrypt=false)")
-w(f"D get \"$(D presign GET bench/app/s3/big64-enc.bin)\" --count {bn}")
+w(f"D get \"$(D presign GET bench/app/s3/big64-enc.bin)\" --count {bn}   # also big64-plain.bin, and through $NGINX_PROXY (nginx_proxy)")
 w(f"D get $RCLONE/big64.bin --count {bn}; D get $RCLONE_NOCACHE/big64.bin --count {bn}   # rclone --vfs-cache-mode full / off")
 w(f"D get \"$FM/v1/files/bench/app/s3/big64-enc.bin\" -H \"Authorization: Bearer $KEY\" --count {bn}   # fm_enc_cached: through the large-file tier (copy made by a first GET)")
 w(f"# group 5 (pair 4): {un} 256 MiB PUT per side per round; VmHWM reset (echo 5 > /proc/PID/clear_refs) before each FileManager upload, read after")

@@ -252,6 +252,7 @@ CONF
 "$NGINX" -p "$WORK/nginx-proxy" -c "$WORK/nginx-proxy/nginx.conf" 2>"$WORK/nginx-proxy/stderr" &
 PIDS+=($!)
 PROXY_SMALL_PLAIN="http://127.0.0.1:$NGINX_PROXY_PORT${RAW_SMALL_PLAIN#"$S3_URL"}"
+PROXY_BIG_PLAIN="http://127.0.0.1:$NGINX_PROXY_PORT${RAW_BIG_PLAIN#"$S3_URL"}"
 wait_http "$PROXY_SMALL_PLAIN"
 curl -sf "$PROXY_SMALL_PLAIN" | cmp -s - "$WORK/files/small4k.bin" \
   || { echo "bench: the proxied object differs from the file" >&2; exit 1; }
@@ -410,10 +411,11 @@ for u in "$FM_BIG_ENC_CACHED" "$FM_BIG_PLAIN_CACHED"; do
     || { echo "bench: a 64 MiB file is not served from the large-file tier" >&2; exit 1; }
 done
 for r in $(seq 1 "$ROUNDS"); do
-  for s in $(order "$r" fm_plain raw_plain fm_enc raw_enc rclone rclone_nocache fm_enc_cached fm_plain_cached); do
+  for s in $(order "$r" fm_plain raw_plain fm_enc raw_enc rclone rclone_nocache fm_enc_cached fm_plain_cached nginx_proxy); do
     case $s in
       fm_plain) drv_get "big64/fm_plain/$r" "$FM_BIG_PLAIN" "$BIG_N" 0 "$AUTH" ;;
       raw_plain) drv_get "big64/raw_plain/$r" "$RAW_BIG_PLAIN" "$BIG_N" 0 ;;
+      nginx_proxy) drv_get "big64/nginx_proxy/$r" "$PROXY_BIG_PLAIN" "$BIG_N" 0 ;;
       fm_enc) drv_get "big64/fm_enc/$r" "$FM_BIG_ENC" "$BIG_N" 0 "$AUTH" ;;
       fm_enc_cached) drv_get "big64/fm_enc_cached/$r" "$FM_BIG_ENC_CACHED" "$BIG_N" 0 "$AUTH" ;;
       fm_plain_cached) drv_get "big64/fm_plain_cached/$r" "$FM_BIG_PLAIN_CACHED" "$BIG_N" 0 "$AUTH" ;;
