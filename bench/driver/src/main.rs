@@ -473,7 +473,7 @@ async fn serve_bare(addr: &str, body: Bytes) -> Res<()> {
     use http_body_util::Full;
     use hyper::header::{HeaderName, HeaderValue};
 
-    const HEADERS: [(&str, &str); 8] = [
+    const HEADERS: [(&str, &str); 7] = [
         ("etag", "\"9ae019-661bd8ce9a896-1000\""),
         ("last-modified", "Thu, 03 Dec 2026 16:50:01 GMT"),
         ("accept-ranges", "bytes"),
@@ -481,20 +481,16 @@ async fn serve_bare(addr: &str, body: Bytes) -> Res<()> {
         ("content-type", "application/octet-stream"),
         ("x-content-type-options", "nosniff"),
         ("x-request-id", "6b119db9-1"),
-        ("content-length", ""),
     ];
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| format!("{addr}: {e}"))?;
-    let len = body.len().to_string();
     let mut head = hyper::HeaderMap::new();
     for (name, value) in HEADERS {
-        let value = if value.is_empty() { len.as_str() } else { value };
-        head.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_str(value).map_err(|e| e.to_string())?,
-        );
+        head.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
+    // Set as the service does, not left to hyper.
+    head.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
