@@ -150,9 +150,13 @@ impl CacheSetup {
 
 /// A file's description as cached: what `FileInfo` says, plus whether its content may be
 /// cached at all.
+///
+/// The description is shared (`Arc`): a cache hit hands the memo's copy to the caller (in
+/// [`Download::info`](crate::Download::info)) without copying its strings, and a caller may
+/// recognise a description it has seen before by its identity.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct CachedMeta {
-    pub info: FileInfo,
+    pub info: Arc<FileInfo>,
     pub no_cache: bool,
 }
 
@@ -268,7 +272,7 @@ mod tests {
     /// The description of a 3-byte file `d/app/f` with entity tag `etag`.
     fn sample(etag: &str) -> CachedMeta {
         CachedMeta {
-            info: FileInfo {
+            info: Arc::new(FileInfo {
                 key: "d/app/f".into(),
                 domain: "d".into(),
                 level: StorageLevel::App,
@@ -282,7 +286,7 @@ mod tests {
                 compressed: false,
                 encrypted: false,
                 metadata: Default::default(),
-            },
+            }),
             no_cache: false,
         }
     }
@@ -308,12 +312,14 @@ mod tests {
             (got.info.clone(), &body[..]),
             (meta.info.clone(), &b"abc"[..])
         );
-        // Answered from the memo: the same description.
+        // Answered from the memo: the same description, shared rather than copied.
         let (again, _) = unframe_memo(&first, &memo, "d/app/f").unwrap();
         assert_eq!(again.info, meta.info);
+        assert!(Arc::ptr_eq(&got.info, &again.info));
         // A new version under the same key (same slot) is parsed afresh, never the old one.
-        meta.info.etag = Some("\"2\"".into());
-        meta.info.size = 4;
+        let info = Arc::make_mut(&mut meta.info);
+        info.etag = Some("\"2\"".into());
+        info.size = 4;
         let second = frame(&meta, b"abcd");
         let (newer, body) = unframe_memo(&second, &memo, "d/app/f").unwrap();
         assert_eq!(newer.info.etag.as_deref(), Some("\"2\""));

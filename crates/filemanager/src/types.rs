@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -285,8 +286,9 @@ pub struct RekeyReport {
 
 /// A download in progress: what the file is and a stream of its (original) bytes.
 pub struct Download {
-    /// The file.
-    pub info: FileInfo,
+    /// The file. Shared: a cache hit hands out the cache's own description instead of a copy,
+    /// so two downloads of one version of a file may hold the same `Arc`.
+    pub info: Arc<FileInfo>,
     /// The bytes served: the whole file, or `range` of it.
     pub body: BoxStream<'static, Result<Bytes>>,
     /// The part of the file in `body`, when a range was asked for.

@@ -114,7 +114,7 @@ mod behaviours {
             .download(&cx.app("img.jpg"), &Default::default())
             .await
             .unwrap();
-        assert_eq!(dl.info, meta);
+        assert_eq!(*dl.info, meta);
     }
 
     pub async fn list_filters_by_string_prefix(cx: &Ctx) {

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use filemanager::{
@@ -241,7 +242,7 @@ async fn get(
     dest: Option<PathBuf>,
 ) -> anyhow::Result<(FileInfo, Option<PathBuf>)> {
     let dl = fm.download(loc, &DownloadOptions::default()).await?;
-    let info = dl.info;
+    let info = Arc::unwrap_or_clone(dl.info);
     let bar = progress::bar(Some(info.size), "download");
     let mut body = dl.body;
     let basename = loc

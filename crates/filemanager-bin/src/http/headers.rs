@@ -2,7 +2,8 @@
 //! headers, entity-tag matching and HTTP dates.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use chrono::{DateTime, Datelike, Timelike, Utc};
@@ -65,36 +66,136 @@ pub fn content_type(headers: &HeaderMap) -> Result<String, AppError> {
 /// `Content-Type` and `Content-Length` are added by the caller, which knows the body.
 pub fn describe(info: &FileInfo, from_cache: bool) -> HeaderMap {
     let mut h = HeaderMap::new();
-    describe_into(&mut h, info, from_cache);
+    Rendered::new(info).describe_into(&mut h, from_cache);
     h
 }
 
-/// [`describe`], into headers the caller already has (a response's own), sparing a second map.
-pub fn describe_into(h: &mut HeaderMap, info: &FileInfo, from_cache: bool) {
-    if let Some(etag) = info
-        .etag
-        .as_deref()
-        .and_then(|e| HeaderValue::from_str(e).ok())
-    {
-        h.insert(header::ETAG, etag);
-    }
-    if let Some(v) = http_date_value(&info.last_modified) {
-        h.insert(header::LAST_MODIFIED, v);
-    }
-    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
-        X_CACHE,
-        HeaderValue::from_static(if from_cache { "hit" } else { "miss" }),
-    );
-    for (name, value) in &info.metadata {
-        // Names were validated as [a-z0-9-] and values as free of control characters on
-        // upload, so both always fit in a header; `from_bytes` keeps non-ASCII UTF-8 as is.
-        if let (Ok(n), Ok(v)) = (
-            HeaderName::try_from(format!("{META_PREFIX}{name}")),
-            HeaderValue::from_bytes(value.as_bytes()),
-        ) {
-            h.insert(n, v);
+/// The header values of one description of a file, rendered once: what every answer about
+/// that version of the file carries, whatever the request.
+#[derive(Debug)]
+pub struct Rendered {
+    etag: Option<HeaderValue>,
+    last_modified: Option<HeaderValue>,
+    /// `None` for a type that cannot be a header value (the library refuses such types on
+    /// upload; an old object could still carry one).
+    content_type: Option<HeaderValue>,
+    meta: Box<[(HeaderName, HeaderValue)]>,
+}
+
+impl Rendered {
+    /// The header values of `info`.
+    pub fn new(info: &FileInfo) -> Self {
+        Rendered {
+            etag: info
+                .etag
+                .as_deref()
+                .and_then(|e| HeaderValue::from_str(e).ok()),
+            last_modified: http_date_value(&info.last_modified),
+            content_type: HeaderValue::from_str(&info.content_type).ok(),
+            // Names were validated as [a-z0-9-] and values as free of control characters on
+            // upload, so both always fit in a header; `from_bytes` keeps non-ASCII UTF-8 as is.
+            meta: info
+                .metadata
+                .iter()
+                .filter_map(|(name, value)| {
+                    Some((
+                        HeaderName::try_from(format!("{META_PREFIX}{name}")).ok()?,
+                        HeaderValue::from_bytes(value.as_bytes()).ok()?,
+                    ))
+                })
+                .collect(),
         }
+    }
+
+    /// How many headers [`describe_into`](Self::describe_into) and
+    /// [`content_type_into`](Self::content_type_into) add at most.
+    pub fn header_count(&self) -> usize {
+        5 + self.meta.len()
+    }
+
+    /// [`describe`]'s headers, into headers the caller already has (a response's own).
+    pub fn describe_into(&self, h: &mut HeaderMap, from_cache: bool) {
+        if let Some(etag) = &self.etag {
+            h.insert(header::ETAG, etag.clone());
+        }
+        if let Some(date) = &self.last_modified {
+            h.insert(header::LAST_MODIFIED, date.clone());
+        }
+        h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+        h.insert(
+            X_CACHE,
+            HeaderValue::from_static(if from_cache { "hit" } else { "miss" }),
+        );
+        for (name, value) in &self.meta {
+            h.insert(name.clone(), value.clone());
+        }
+    }
+
+    /// The file's `Content-Type`.
+    pub fn content_type_into(&self, h: &mut HeaderMap) {
+        if let Some(ct) = &self.content_type {
+            h.insert(header::CONTENT_TYPE, ct.clone());
+        }
+    }
+}
+
+/// Slots of a [`RenderMemo`]: as many as the library's description memo has, since a hot
+/// file's description stays the same `Arc` only while it stays in that memo.
+const RENDER_SLOTS: usize = 512;
+
+/// Rendered headers of recently served descriptions, so that serving the same version of a
+/// file again does not render its entity tag, date and type again.
+///
+/// A slot is found by the description's address and answers only for that very `Arc`
+/// ([`Arc::ptr_eq`]). A description is immutable, and the slot holds a reference to it, so
+/// its address cannot be reused by another one while the slot answers for it: the memo maps
+/// one value to its rendering and never decides which description is current — the library's
+/// cache does. A new version of a file is a new `Arc`, which misses here and is rendered
+/// afresh; a download from storage is always a new `Arc` too, so it renders once and passes.
+pub struct RenderMemo {
+    slots: Box<[Mutex<Option<RenderSlot>>]>,
+}
+
+/// A description, held so that its address stays its own, and its rendering.
+type RenderSlot = (Arc<FileInfo>, Arc<Rendered>);
+
+impl fmt::Debug for RenderMemo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderMemo")
+            .field("slots", &self.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for RenderMemo {
+    fn default() -> Self {
+        RenderMemo::with_slots(RENDER_SLOTS)
+    }
+}
+
+impl RenderMemo {
+    fn with_slots(n: usize) -> Self {
+        RenderMemo {
+            slots: (0..n).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// The rendered headers of `info`.
+    pub fn get(&self, info: &Arc<FileInfo>) -> Arc<Rendered> {
+        // Allocations are at least 8-byte aligned; Fibonacci hashing spreads the rest of the
+        // address over the slots.
+        let addr = Arc::as_ptr(info) as usize as u64;
+        let hash = (addr >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = &self.slots[(hash >> 32) as usize % self.slots.len()];
+        // A poisoned slot only ever held a complete entry or none: still usable.
+        if let Some((held, rendered)) = &*slot.lock().unwrap_or_else(|e| e.into_inner())
+            && Arc::ptr_eq(held, info)
+        {
+            return rendered.clone();
+        }
+        let rendered = Arc::new(Rendered::new(info));
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some((info.clone(), rendered.clone()));
+        rendered
     }
 }
 
@@ -201,6 +302,75 @@ mod tests {
         let far = Utc.with_ymd_and_hms(10000, 1, 2, 3, 4, 5).unwrap();
         assert_eq!(http_date(&far), "Sun, 02 Jan 10000 03:04:05 GMT");
         assert!(http_date_value(&far).is_some());
+    }
+
+    /// A description of `d/app/f` with entity tag `etag`.
+    fn info(etag: &str) -> FileInfo {
+        FileInfo {
+            key: "d/app/f".into(),
+            domain: "d".into(),
+            level: filemanager::StorageLevel::App,
+            user_id: None,
+            filename: "f".into(),
+            size: 3,
+            stored_size: 3,
+            content_type: "text/plain".into(),
+            etag: Some(etag.into()),
+            last_modified: Utc.with_ymd_and_hms(2026, 12, 3, 8, 49, 37).unwrap(),
+            compressed: false,
+            encrypted: false,
+            metadata: [("alt".to_owned(), "a cover".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn the_render_memo_answers_for_the_same_description_only() {
+        // One slot: every description competes for it, as two hot files may in a full memo.
+        let memo = RenderMemo::with_slots(1);
+        let first = Arc::new(info("\"1\""));
+        let a = memo.get(&first);
+        assert!(Arc::ptr_eq(&a, &memo.get(&first)), "rendered once");
+        let mut h = HeaderMap::new();
+        a.describe_into(&mut h, true);
+        a.content_type_into(&mut h);
+        assert_eq!(h["etag"], "\"1\"");
+        assert_eq!(h["last-modified"], "Thu, 03 Dec 2026 08:49:37 GMT");
+        assert_eq!(h["content-type"], "text/plain");
+        assert_eq!(h["x-meta-alt"], "a cover");
+        assert_eq!(h["x-cache"], "hit");
+        assert!(h.len() <= a.header_count());
+        // The same text in a new description (a new version, or a copy of the same one) is
+        // rendered afresh, never taken for the old one.
+        let second = Arc::new(info("\"2\""));
+        let b = memo.get(&second);
+        assert!(!Arc::ptr_eq(&a, &b));
+        let mut h = HeaderMap::new();
+        b.describe_into(&mut h, false);
+        assert_eq!(h["etag"], "\"2\"");
+        assert_eq!(h["x-cache"], "miss");
+        // Each still answers with its own rendering, whichever holds the slot.
+        assert!(Arc::ptr_eq(&memo.get(&second), &b));
+        let mut h = HeaderMap::new();
+        memo.get(&first).describe_into(&mut h, true);
+        assert_eq!(h["etag"], "\"1\"");
+        let mut h = HeaderMap::new();
+        memo.get(&second).describe_into(&mut h, true);
+        assert_eq!(h["etag"], "\"2\"");
+        // What `describe` gives (304 answers) is the same rendering.
+        assert_eq!(describe(&first, true), {
+            let mut h = HeaderMap::new();
+            a.describe_into(&mut h, true);
+            h
+        });
+    }
+
+    #[test]
+    fn an_unusable_content_type_is_left_out() {
+        let mut bad = info("\"1\"");
+        bad.content_type = "text/plain\n".into();
+        let mut h = HeaderMap::new();
+        Rendered::new(&bad).content_type_into(&mut h);
+        assert!(h.get("content-type").is_none());
     }
 
     #[test]

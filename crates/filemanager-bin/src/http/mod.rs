@@ -71,6 +71,8 @@ pub struct StateInner {
     pub domains: Option<BTreeSet<String>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
+    /// Download headers of recently served file descriptions.
+    pub rendered: headers::RenderMemo,
     cors_origins: Vec<String>,
 }
 
@@ -109,6 +111,7 @@ impl AppState {
             auth,
             domains: (!domains.is_empty()).then(|| domains.into_iter().collect()),
             metrics: Metrics::default(),
+            rendered: headers::RenderMemo::default(),
             cors_origins: config.cors_origins,
         })))
     }

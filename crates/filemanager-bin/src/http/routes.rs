@@ -174,7 +174,14 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
         }
         if head_only {
             let range = byte_range.map(|r| r.resolve(info.size)).transpose()?;
-            return Ok(file_response(&info, false, range, HttpBody::empty()));
+            let rendered = headers::Rendered::new(&info);
+            return Ok(file_response(
+                &rendered,
+                info.size,
+                false,
+                range,
+                HttpBody::empty(),
+            ));
         }
     }
 
@@ -208,7 +215,14 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
             HttpBody::from_stream(body.boxed())
         }
     };
-    Ok(file_response(&dl.info, dl.from_cache, dl.range, body))
+    let rendered = state.rendered.get(&dl.info);
+    Ok(file_response(
+        &rendered,
+        dl.info.size,
+        dl.from_cache,
+        dl.range,
+        body,
+    ))
 }
 
 /// Answers up to this long that come from storage are read whole before the headers go out.
@@ -222,22 +236,23 @@ fn answer_len(info: &FileInfo, range: Option<&std::ops::Range<u64>>) -> u64 {
     range.map_or(info.size, |r| r.end - r.start)
 }
 
-/// A 200 (or 206 with `range`) answer carrying `body` and the file's headers.
+/// A 200 (or 206 with `range`) answer carrying `body` and the headers of a file of `size`
+/// bytes.
 fn file_response(
-    info: &FileInfo,
+    rendered: &headers::Rendered,
+    size: u64,
     from_cache: bool,
     range: Option<std::ops::Range<u64>>,
     body: HttpBody,
 ) -> Response {
     let mut resp = Response::new(body);
     let h = resp.headers_mut();
-    // Room for every header of a download at once (ten, with the request id, before any
-    // X-Meta-*), instead of growing the map on the way.
-    h.reserve(12 + info.metadata.len());
-    headers::describe_into(h, info, from_cache);
-    if let Ok(ct) = HeaderValue::from_str(&info.content_type) {
-        h.insert(header::CONTENT_TYPE, ct);
-    }
+    // Room for every header of a download at once (the file's, `X-Content-Type-Options`,
+    // `Content-Length`, `Content-Range` and the request id), instead of growing the map on the
+    // way.
+    h.reserve(rendered.header_count() + 4);
+    rendered.describe_into(h, from_cache);
+    rendered.content_type_into(h);
     // User content is served as what it was declared to be, never sniffed into something
     // else (e.g. HTML).
     h.insert(
@@ -246,12 +261,12 @@ fn file_response(
     );
     let (status, len) = match &range {
         Some(r) => {
-            if let Ok(v) = HeaderValue::from_str(&range::content_range(r, info.size)) {
+            if let Ok(v) = HeaderValue::from_str(&range::content_range(r, size)) {
                 h.insert(header::CONTENT_RANGE, v);
             }
             (StatusCode::PARTIAL_CONTENT, r.end - r.start)
         }
-        None => (StatusCode::OK, info.size),
+        None => (StatusCode::OK, size),
     };
     h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     *resp.status_mut() = status;

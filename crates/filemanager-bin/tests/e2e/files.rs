@@ -330,10 +330,49 @@ pub async fn metadata_route_gives_the_file_object(s: &Server) {
 
 pub async fn overwrite_replaces_the_content(s: &Server) {
     let loc = s.app("o.txt");
-    s.put(&loc, "first version").await;
-    assert_eq!(s.get_bytes(&loc).await, b"first version");
-    s.put(&loc, "second").await;
-    assert_eq!(s.get_bytes(&loc).await, b"second");
+    let put = |body: &'static str, ct: &'static str, v: &'static str| {
+        let path = format!("/v1/files/{loc}");
+        async move {
+            let resp = s
+                .svc(Method::PUT, &path)
+                .header("content-type", ct)
+                .header("x-meta-v", v)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::CREATED);
+        }
+    };
+    // Each version's own headers, however often the old one was served from the cache before.
+    let served = || async {
+        let resp = s
+            .svc(Method::GET, &format!("/v1/files/{loc}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let h = resp.headers();
+        let field = |n: &str| h[n].to_str().unwrap().to_owned();
+        let fields = [
+            field("etag"),
+            field("content-type"),
+            field("content-length"),
+            field("x-meta-v"),
+        ];
+        (fields, resp.text().await.unwrap())
+    };
+    put("first version", "text/plain", "1").await;
+    let (first, body) = served().await;
+    assert_eq!(body, "first version");
+    assert_eq!(served().await, (first.clone(), body));
+    assert_eq!(first[1..], ["text/plain", "13", "1"]);
+    put("second", "text/csv", "2").await;
+    let (second, body) = served().await;
+    assert_eq!(body, "second");
+    assert_ne!(second[0], first[0], "a new entity tag");
+    assert_eq!(second[1..], ["text/csv", "6", "2"]);
+    assert_eq!(served().await, (second, body));
     let resp = s
         .svc(Method::GET, &format!("/v1/meta/{loc}"))
         .send()

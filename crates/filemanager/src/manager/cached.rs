@@ -2,6 +2,8 @@
 //! behind. The cache crate guarantees the ordering (tickets, single flight); this file decides
 //! what goes in each entry.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use filemanager_cache::{Cache, Fill};
 use futures::StreamExt;
@@ -42,10 +44,10 @@ impl FileManager {
         match self.inner.store.head(&key).await {
             Ok(now) if quoted(&now.etag) == file.etag => {
                 let meta = CachedMeta {
-                    info: FileInfo {
+                    info: Arc::new(FileInfo {
                         last_modified: now.last_modified,
                         ..file.clone()
-                    },
+                    }),
                     no_cache: false,
                 };
                 cache.put_content(&ticket, frame(&meta, &plain)).await;
@@ -66,7 +68,7 @@ impl FileManager {
         let (info, size) = reading(|| self.head_sized(&key)).await?;
         Ok(CachedMeta {
             no_cache: info.record.no_cache,
-            info: file_info(location, &info, size),
+            info: Arc::new(file_info(location, &info, size)),
         })
     }
 
@@ -125,7 +127,7 @@ impl FileManager {
                 // the file changed since its metadata was cached.
                 let meta = CachedMeta {
                     no_cache: info.record.no_cache,
-                    info: file_info(location, &info, plain.len() as u64),
+                    info: Arc::new(file_info(location, &info, plain.len() as u64)),
                 };
                 if meta.no_cache || meta.info.size > limit {
                     return Err(Load::NotCacheable);

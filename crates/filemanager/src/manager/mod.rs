@@ -392,7 +392,7 @@ impl FileManager {
                 };
                 let body = decode_ahead(&key, encoding, size, body);
                 Ok(Download {
-                    info: file_info(location, &info, size),
+                    info: Arc::new(file_info(location, &info, size)),
                     body,
                     range: None,
                     from_cache: false,
@@ -408,7 +408,7 @@ impl FileManager {
                     self.copy_in_background(key.clone(), &info, copy);
                 }
                 Ok(Download {
-                    info: file_info(location, &info, size),
+                    info: Arc::new(file_info(location, &info, size)),
                     body,
                     range: Some(range),
                     from_cache: false,
@@ -460,11 +460,11 @@ impl FileManager {
     /// The description of the file at `location`, or `None` if there is none.
     pub async fn metadata(&self, location: &Location, use_cache: bool) -> Result<Option<FileInfo>> {
         let found = match self.cache_unless(!use_cache) {
-            Some(cache) => self.cached_meta(cache, location).await.map(|m| m.info),
-            None => self.stored_meta(location).await.map(|m| m.info),
+            Some(cache) => self.cached_meta(cache, location).await,
+            None => self.stored_meta(location).await,
         };
         match found {
-            Ok(info) => Ok(Some(info)),
+            Ok(meta) => Ok(Some(Arc::unwrap_or_clone(meta.info))),
             Err(Error::FileNotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
