@@ -202,11 +202,13 @@ impl StorageConfig {
                         format!("cannot create the storage directory: {}", e.kind()),
                     )
                 })?;
-                let fs = LocalFileSystem::new_with_prefix(root)
-                    .map_err(|_| Error::config("FM_DATA_DIR", "not a usable directory"))?
-                    .with_automatic_cleanup(true);
+                let fs = Arc::new(
+                    LocalFileSystem::new_with_prefix(root)
+                        .map_err(|_| Error::config("FM_DATA_DIR", "not a usable directory"))?
+                        .with_automatic_cleanup(true),
+                );
                 Ok(Store::new(
-                    Arc::new(fs),
+                    fs.clone(),
                     Capabilities {
                         attributes: false,
                         sorted_listing: false,
@@ -214,7 +216,7 @@ impl StorageConfig {
                     },
                     "local",
                 )
-                .with_local_root(root.clone()))
+                .with_local_root(root.clone(), fs))
             }
             StorageConfig::S3(cfg) => open_s3(cfg),
             StorageConfig::Custom {

@@ -1,8 +1,12 @@
-//! Reading local files in large pieces.
+//! Reading local files in large pieces, and small ones in one go.
 //!
 //! object_store streams a local file in 8 KiB reads, each on a blocking thread; for a 64 MiB
 //! file that is 8 192 thread hand-offs, and downloads ran at a fifth of a plain read. Reading
 //! 1 MiB per hand-off keeps memory bounded and makes the overhead vanish.
+//!
+//! A whole-file read ([`read_whole`]) opens, describes and reads the file in a single blocking
+//! call, where object_store's `get` and then reading its payload take two hand-offs: for a
+//! small file the hand-offs are most of the time.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::ops::Range;
@@ -11,7 +15,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use object_store::{GetResult, GetResultPayload};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{GetResult, GetResultPayload, ObjectMeta};
 
 use super::ByteStream;
 use crate::error::Error;
@@ -63,6 +69,74 @@ pub(crate) async fn read_all(got: GetResult, key: &str) -> Result<Bytes, Error> 
             Ok(Bytes::from(buf))
         }
     }
+}
+
+/// The object at `location` of a local store, described and read whole in one blocking call.
+///
+/// Describes the file exactly as object_store's own `get` and `head` do (the same path
+/// mapping, entity tag and modification time; a test checks them against each other), so
+/// that a later conditional or ranged read of the same version through object_store matches.
+pub(crate) async fn read_whole(
+    fs: &LocalFileSystem,
+    location: Path,
+    key: &str,
+) -> Result<(ObjectMeta, Bytes), Error> {
+    let path = fs
+        .path_to_filesystem(&location)
+        .map_err(|e| super::errors::map(e, key))?;
+    let read = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+        let mut file = std::fs::File::open(&path)?;
+        let md = file.metadata()?;
+        // What object_store does with a key that names a directory.
+        if md.is_dir() {
+            return Err(std::io::ErrorKind::NotFound.into());
+        }
+        let len = usize::try_from(md.len()).map_err(|_| std::io::ErrorKind::OutOfMemory)?;
+        let mut buf = Vec::with_capacity(len);
+        // Exactly the length described: a file that grew since is read as it was described
+        // (a replacement is a rename, so this file itself does not change).
+        (&mut file).take(md.len()).read_to_end(&mut buf)?;
+        if buf.len() != len {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let meta = ObjectMeta {
+            location,
+            last_modified: md.modified()?.into(),
+            size: md.len(),
+            e_tag: Some(etag(&md)),
+            version: None,
+        };
+        Ok((meta, buf))
+    })
+    .await;
+    match read {
+        Ok(Ok((meta, buf))) => Ok((meta, Bytes::from(buf))),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::FileNotFound {
+            key: key.to_owned(),
+        }),
+        // Through the same mapping as object_store's errors: the reason names no path.
+        Ok(Err(e)) => Err(super::errors::map(
+            object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(e),
+            },
+            key,
+        )),
+        Err(_) => Err(cancelled(key)),
+    }
+}
+
+/// object_store's entity tag of a local file: inode, modification time in microseconds and
+/// size, in hex.
+fn etag(md: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let mtime = md
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::SystemTime::UNIX_EPOCH).ok())
+        .unwrap_or_default()
+        .as_micros();
+    format!("\"{:x}-{mtime:x}-{:x}\"", md.ino(), md.len())
 }
 
 /// The open file of a local get, or `None` for a backend that streams.
@@ -164,4 +238,73 @@ fn file_stream(file: std::fs::File, range: Range<u64>, key: String) -> ByteStrea
         }
     })
     .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    fn store() -> (tempfile::TempDir, LocalFileSystem) {
+        let dir = tempfile::tempdir().unwrap();
+        let fs = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        (dir, fs)
+    }
+
+    #[tokio::test]
+    async fn a_whole_read_describes_the_file_as_object_store_does() {
+        let (_dir, fs) = store();
+        // A name that object_store's path mapping encodes on disk, and the local suffix.
+        let location = Path::parse("blog/app/a b%c\\").unwrap();
+        for body in [&b""[..], b"x", &[7u8; 70_000]] {
+            fs.put(&location, PutPayload::from(body.to_vec()))
+                .await
+                .unwrap();
+            let (meta, bytes) = read_whole(&fs, location.clone(), "k").await.unwrap();
+            assert_eq!(&bytes[..], body);
+            // Entity tag, time, size and location exactly as object_store's own head and get
+            // give them: a later `If-Match` read of this version must match.
+            assert_eq!(meta, fs.head(&location).await.unwrap());
+            assert_eq!(meta, fs.get(&location).await.unwrap().meta);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_file_or_a_directory_is_not_found_and_names_no_path() {
+        let (dir, fs) = store();
+        fs.put(
+            &Path::parse("d/inner/f").unwrap(),
+            PutPayload::from_static(b"1"),
+        )
+        .await
+        .unwrap();
+        for name in ["d/missing", "d/inner", "nothing/at/all"] {
+            let err = read_whole(&fs, Path::parse(name).unwrap(), "the-key")
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::FileNotFound { key } if key == "the-key"),
+                "{name}: {err:?}"
+            );
+            assert!(!err.to_string().contains(&*dir.path().to_string_lossy()));
+        }
+    }
+
+    #[tokio::test]
+    async fn another_failed_open_is_a_storage_error_without_its_path() {
+        let (dir, fs) = store();
+        let location = Path::parse("d/f").unwrap();
+        fs.put(&location, PutPayload::from_static(b"1"))
+            .await
+            .unwrap();
+        // A file where a parent directory should be: the open fails with "not a directory",
+        // as it does through object_store (FileManager's own keys cannot meet this, the file
+        // suffix keeps files and directories apart).
+        let err = read_whole(&fs, Path::parse("d/f/g").unwrap(), "the-key")
+            .await
+            .unwrap_err();
+        assert!(!matches!(err, Error::FileNotFound { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(!text.contains(&*dir.path().to_string_lossy()), "{text}");
+    }
 }

@@ -165,6 +165,8 @@ pub(crate) struct Store {
     signer: Option<Arc<dyn object_store::signer::Signer>>,
     /// The directory of a local-disk backend.
     local_root: Option<std::path::PathBuf>,
+    /// The local-disk backend itself, for whole-file reads in one blocking call.
+    local_fs: Option<Arc<object_store::local::LocalFileSystem>>,
 }
 
 /// On local disk every file's name ends in a backslash, a character no FileManager key may
@@ -193,12 +195,19 @@ impl Store {
             suffix,
             signer: None,
             local_root: None,
+            local_fs: None,
         }
     }
 
-    /// Records the directory of a local-disk backend.
-    pub(crate) fn with_local_root(mut self, root: std::path::PathBuf) -> Self {
+    /// Records the directory of a local-disk backend, and the backend (the one given to
+    /// [`Store::new`]).
+    pub(crate) fn with_local_root(
+        mut self,
+        root: std::path::PathBuf,
+        fs: Arc<object_store::local::LocalFileSystem>,
+    ) -> Self {
         self.local_root = Some(root);
+        self.local_fs = Some(fs);
         self
     }
 
@@ -362,14 +371,22 @@ impl Store {
 
     /// The whole object at `key` in memory: its metadata and stored body, read in one piece.
     pub(crate) async fn get_all(&self, key: &str) -> Result<(ObjectInfo, Bytes)> {
-        let got = self
-            .inner
-            .get_opts(&self.path(key), GetOptions::default())
-            .await
-            .map_err(|e| errors::map(e, key))?;
-        let meta = got.meta.clone();
-        let attributes = got.attributes.clone();
-        let all = local_read::read_all(got, key).await?;
+        let (meta, attributes, all) = match &self.local_fs {
+            Some(fs) => {
+                let (meta, all) = local_read::read_whole(fs, self.path(key), key).await?;
+                (meta, object_store::Attributes::default(), all)
+            }
+            None => {
+                let got = self
+                    .inner
+                    .get_opts(&self.path(key), GetOptions::default())
+                    .await
+                    .map_err(|e| errors::map(e, key))?;
+                let meta = got.meta.clone();
+                let attributes = got.attributes.clone();
+                (meta, attributes, local_read::read_all(got, key).await?)
+            }
+        };
         let (record, offset) = if self.caps.attributes {
             let record = record::from_attributes(&attributes).map_err(|r| integrity(key, r))?;
             (record, 0)
