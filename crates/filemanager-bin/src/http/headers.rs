@@ -79,6 +79,9 @@ pub struct Rendered {
     /// `None` for a type that cannot be a header value (the library refuses such types on
     /// upload; an old object could still carry one).
     content_type: Option<HeaderValue>,
+    /// The file's length, and as a `Content-Length` value.
+    size: u64,
+    length: HeaderValue,
     meta: Box<[(HeaderName, HeaderValue)]>,
 }
 
@@ -92,6 +95,8 @@ impl Rendered {
                 .and_then(|e| HeaderValue::from_str(e).ok()),
             last_modified: http_date_value(&info.last_modified),
             content_type: HeaderValue::from_str(&info.content_type).ok(),
+            size: info.size,
+            length: HeaderValue::from(info.size),
             // Names were validated as [a-z0-9-] and values as free of control characters on
             // upload, so both always fit in a header; `from_bytes` keeps non-ASCII UTF-8 as is.
             meta: info
@@ -136,6 +141,16 @@ impl Rendered {
         if let Some(ct) = &self.content_type {
             h.insert(header::CONTENT_TYPE, ct.clone());
         }
+    }
+
+    /// The file's length in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The `Content-Length` of an answer with the whole file.
+    pub fn whole_length(&self) -> HeaderValue {
+        self.length.clone()
     }
 }
 
@@ -339,6 +354,8 @@ mod tests {
         assert_eq!(h["x-meta-alt"], "a cover");
         assert_eq!(h["x-cache"], "hit");
         assert!(h.len() <= a.header_count());
+        assert_eq!(a.size(), 3);
+        assert_eq!(a.whole_length(), "3");
         // The same text in a new description (a new version, or a copy of the same one) is
         // rendered afresh, never taken for the old one.
         let second = Arc::new(info("\"2\""));

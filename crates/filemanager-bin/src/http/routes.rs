@@ -175,13 +175,7 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
         if head_only {
             let range = byte_range.map(|r| r.resolve(info.size)).transpose()?;
             let rendered = headers::Rendered::new(&info);
-            return Ok(file_response(
-                &rendered,
-                info.size,
-                false,
-                range,
-                HttpBody::empty(),
-            ));
+            return Ok(file_response(&rendered, false, range, HttpBody::empty()));
         }
     }
 
@@ -216,13 +210,7 @@ pub async fn download(State(state): State<AppState>, req: Request) -> Result<Res
         }
     };
     let rendered = state.rendered.get(&dl.info);
-    Ok(file_response(
-        &rendered,
-        dl.info.size,
-        dl.from_cache,
-        dl.range,
-        body,
-    ))
+    Ok(file_response(&rendered, dl.from_cache, dl.range, body))
 }
 
 /// Answers up to this long that come from storage are read whole before the headers go out.
@@ -236,11 +224,9 @@ fn answer_len(info: &FileInfo, range: Option<&std::ops::Range<u64>>) -> u64 {
     range.map_or(info.size, |r| r.end - r.start)
 }
 
-/// A 200 (or 206 with `range`) answer carrying `body` and the headers of a file of `size`
-/// bytes.
+/// A 200 (or 206 with `range`) answer carrying `body` and the headers of the file.
 fn file_response(
     rendered: &headers::Rendered,
-    size: u64,
     from_cache: bool,
     range: Option<std::ops::Range<u64>>,
     body: HttpBody,
@@ -261,14 +247,17 @@ fn file_response(
     );
     let (status, len) = match &range {
         Some(r) => {
-            if let Ok(v) = HeaderValue::from_str(&range::content_range(r, size)) {
+            if let Ok(v) = HeaderValue::from_str(&range::content_range(r, rendered.size())) {
                 h.insert(header::CONTENT_RANGE, v);
             }
-            (StatusCode::PARTIAL_CONTENT, r.end - r.start)
+            (
+                StatusCode::PARTIAL_CONTENT,
+                HeaderValue::from(r.end - r.start),
+            )
         }
-        None => (StatusCode::OK, size),
+        None => (StatusCode::OK, rendered.whole_length()),
     };
-    h.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    h.insert(header::CONTENT_LENGTH, len);
     *resp.status_mut() = status;
     resp
 }
