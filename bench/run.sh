@@ -76,7 +76,16 @@ META="$BENCH/results/$MODE-meta.json.lines"
 : > "$RES"; : > "$META"
 PIDS=()
 cleanup() {
+  local rc=$?
   set +e
+  # A failed run leaves the services' last words on stderr before their logs go with $WORK.
+  if [ "$rc" -ne 0 ]; then
+    for f in "$WORK"/*.log "$WORK"/garage/server.log; do
+      [ -f "$f" ] || continue
+      echo "bench: last lines of $(basename "$f"):" >&2
+      tail -n 20 "$f" >&2
+    done
+  fi
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
   for pid in "${PIDS[@]}"; do
     for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

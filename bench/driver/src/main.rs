@@ -42,6 +42,19 @@ use object_store::signer::Signer;
 
 type Res<T> = Result<T, String>;
 
+/// An error and its causes, `: `-separated (reqwest's own text leaves out what went wrong
+/// underneath, e.g. a reset connection).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
 fn main() -> ExitCode {
     // reqwest is built without a bundled TLS provider (only plain HTTP is used here, but the
     // client builder wants a provider installed).
@@ -296,7 +309,10 @@ async fn transfer(kind: &str, o: Opts) -> Res<()> {
             req = req.header(k.as_str(), v.as_str());
         }
         let t0 = Instant::now();
-        let resp = req.send().await.map_err(|e| format!("request: {e}"))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("request: {}", chain(&e)))?;
         let status = resp.status();
         let expect_failed = o.expect.as_ref().and_then(|(k, v)| {
             let got = resp.headers().get(k.as_str()).and_then(|h| h.to_str().ok());
@@ -305,7 +321,7 @@ async fn transfer(kind: &str, o: Opts) -> Res<()> {
         let mut n = 0u64;
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            n += chunk.map_err(|e| format!("body: {e}"))?.len() as u64;
+            n += chunk.map_err(|e| format!("body: {}", chain(&e)))?.len() as u64;
         }
         let dt = t0.elapsed().as_secs_f64();
         if !status.is_success() {
@@ -487,7 +503,10 @@ async fn serve_bare(addr: &str, body: Bytes) -> Res<()> {
         .map_err(|e| format!("{addr}: {e}"))?;
     let mut head = hyper::HeaderMap::new();
     for (name, value) in HEADERS {
-        head.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+        head.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
     }
     // Set as the service does, not left to hyper.
     head.insert(hyper::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
