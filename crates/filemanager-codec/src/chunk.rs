@@ -183,6 +183,30 @@ impl ChunkOpener {
         expect.check(written)?;
         Ok(written)
     }
+
+    /// Verifies uncompressed chunk `counter` (`prefix`, then `body_and_tag`) where it lies:
+    /// on success its plaintext is `body_and_tag[..n]`. On error the buffer holds nothing
+    /// usable (the cipher may have overwritten it) and must be discarded.
+    pub(crate) fn open_in_place(
+        &self,
+        counter: u64,
+        prefix: &Prefix,
+        body_and_tag: &mut [u8],
+        expect: Expect,
+    ) -> Result<usize> {
+        debug_assert!(!prefix.compressed, "compressed chunks decompress elsewhere");
+        debug_assert_eq!(body_and_tag.len(), prefix.rest_len());
+        let kind = if prefix.last { KIND_LAST } else { KIND_CHUNK };
+        let aad = chunk_aad(&self.ctx.header_bytes, &prefix.bytes);
+        let n = self.ctx.crypto.open(
+            nonce(counter, kind),
+            &aad,
+            body_and_tag,
+            "chunk authentication failed",
+        )?;
+        expect.check(n)?;
+        Ok(n)
+    }
 }
 
 /// A consumer of fixed-size units (header, prefix, chunk body, trailer).

@@ -8,6 +8,7 @@
 //! a chunk boundary yields only verified chunks and is detected only by
 //! `finish`.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::chunk::{ChunkOpener, Expect, ObjectCtx, Prefix, UnitSink, drive};
@@ -54,6 +55,90 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// The counter of the chunk whose body comes next, and the plaintext length it must have.
+    fn next_chunk(&mut self, prefix: &Prefix) -> (u64, Expect) {
+        let cs = self.opener().ctx.header.chunk_size as usize;
+        let expect = if prefix.last {
+            Expect::AtMost(cs)
+        } else {
+            Expect::Exact(cs)
+        };
+        (self.body_lens.len() as u64, expect)
+    }
+
+    /// Records a verified chunk of `n` plaintext bytes and moves on to what follows it.
+    fn chunk_done(&mut self, prefix: &Prefix, n: usize) -> Result<()> {
+        let announced = self.opener().ctx.header.plaintext_size;
+        self.plaintext_total += n as u64;
+        if announced.is_some_and(|a| self.plaintext_total > a) {
+            return Err(Error::Integrity("more plaintext than the header announced"));
+        }
+        self.body_lens.push(prefix.body_len);
+        self.state = if prefix.last {
+            let index_len = self.body_lens.len() * INDEX_ENTRY_LEN;
+            State::Trailer(index_len + FOOTER_LEN)
+        } else {
+            State::Prefix
+        };
+        Ok(())
+    }
+
+    /// Like [`UnitSink::consume`], but an uncompressed chunk body is decrypted where it lies
+    /// in `unit` (its plaintext recorded in `pieces` at `at`, the unit's offset in the caller's
+    /// buffer) instead of being copied out. Anything else goes to `spill`.
+    fn consume_in_place(
+        &mut self,
+        unit: &mut [u8],
+        at: usize,
+        spill: &mut Vec<u8>,
+        pieces: &mut Vec<Piece>,
+    ) -> Result<()> {
+        match &self.state {
+            State::Body(prefix) if !prefix.compressed => {
+                let prefix = *prefix;
+                self.stored_total += unit.len() as u64;
+                // Until the chunk is verified the decoder stays where it was; on an error the
+                // caller fails it for good anyway.
+                let (counter, expect) = self.next_chunk(&prefix);
+                let n = self
+                    .opener()
+                    .open_in_place(counter, &prefix, unit, expect)?;
+                self.chunk_done(&prefix, n)?;
+                if n > 0 {
+                    pieces.push(Piece::InPlace(at..at + n));
+                }
+                Ok(())
+            }
+            _ => spilled(spill, pieces, |spill| self.consume(unit, spill)),
+        }
+    }
+}
+
+/// Runs `f`, which may append to `spill`, and records what it appended as a piece.
+fn spilled(
+    spill: &mut Vec<u8>,
+    pieces: &mut Vec<Piece>,
+    f: impl FnOnce(&mut Vec<u8>) -> Result<()>,
+) -> Result<()> {
+    let start = spill.len();
+    f(spill)?;
+    if spill.len() > start {
+        pieces.push(Piece::Spilled(start..spill.len()));
+    }
+    Ok(())
+}
+
+/// Where [`StreamDecoder::push_in_place`] left one piece of plaintext. Pieces are listed in
+/// the order of the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Piece {
+    /// These bytes of the input buffer, decrypted where they lay.
+    InPlace(Range<usize>),
+    /// These bytes of the spill buffer: a chunk begun in an earlier push, or a compressed one.
+    Spilled(Range<usize>),
+}
+
 impl UnitSink for Inner {
     const OVERFLOW: &'static str = "trailing data after the end of the object";
 
@@ -84,27 +169,9 @@ impl UnitSink for Inner {
                 self.state = State::Body(prefix);
             }
             State::Body(prefix) => {
-                let header = &self.opener().ctx.header;
-                let cs = header.chunk_size as usize;
-                let announced = header.plaintext_size;
-                let expect = if prefix.last {
-                    Expect::AtMost(cs)
-                } else {
-                    Expect::Exact(cs)
-                };
-                let counter = self.body_lens.len() as u64;
+                let (counter, expect) = self.next_chunk(&prefix);
                 let n = self.opener().open(counter, &prefix, unit, expect, out)?;
-                self.plaintext_total += n as u64;
-                if announced.is_some_and(|a| self.plaintext_total > a) {
-                    return Err(Error::Integrity("more plaintext than the header announced"));
-                }
-                self.body_lens.push(prefix.body_len);
-                self.state = if prefix.last {
-                    let index_len = self.body_lens.len() * INDEX_ENTRY_LEN;
-                    State::Trailer(index_len + FOOTER_LEN)
-                } else {
-                    State::Prefix
-                };
+                self.chunk_done(&prefix, n)?;
             }
             State::Trailer(_) => {
                 let ctx = &self.opener().ctx;
@@ -170,6 +237,62 @@ impl StreamDecoder {
             self.failed = true;
         }
         result
+    }
+
+    /// Like [`StreamDecoder::push`], without copying the plaintext out where that can be
+    /// avoided: every uncompressed chunk that lies whole inside `input` is verified and
+    /// decrypted in place. `pieces` gets, in order, where each piece of plaintext now is: in
+    /// `input`, or appended to `spill` (chunks begun in an earlier push, compressed chunks).
+    ///
+    /// On error nothing this call touched may be used: `input` may have been partly
+    /// overwritten, and the decoder refuses further input, as with `push`. The module docs
+    /// apply: success here does not make the object valid.
+    pub fn push_in_place(
+        &mut self,
+        input: &mut [u8],
+        spill: &mut Vec<u8>,
+        pieces: &mut Vec<Piece>,
+    ) -> Result<()> {
+        if self.failed {
+            return Err(Error::Integrity("decoder already failed"));
+        }
+        let result = self.drive_in_place(input, spill, pieces);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    /// [`drive`], with units that lie whole inside `input` consumed in place.
+    fn drive_in_place(
+        &mut self,
+        input: &mut [u8],
+        spill: &mut Vec<u8>,
+        pieces: &mut Vec<Piece>,
+    ) -> Result<()> {
+        let mut at = 0;
+        while at < input.len() {
+            let Some(need) = self.inner.need() else {
+                return Err(Error::Integrity(<Inner as UnitSink>::OVERFLOW));
+            };
+            let left = input.len() - at;
+            if self.pending.is_empty() && left >= need {
+                let unit = &mut input[at..at + need];
+                self.inner.consume_in_place(unit, at, spill, pieces)?;
+                at += need;
+                continue;
+            }
+            let take = (need - self.pending.len()).min(left);
+            self.pending.extend_from_slice(&input[at..at + take]);
+            at += take;
+            if self.pending.len() == need {
+                let (inner, pending) = (&mut self.inner, &self.pending);
+                let result = spilled(spill, pieces, |spill| inner.consume(pending, spill));
+                self.pending.clear();
+                result?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends the stream: succeeds only if the header, the final chunk, the

@@ -31,7 +31,7 @@ pub mod key;
 mod params;
 mod seek;
 
-pub use decoder::{StreamDecoder, Summary, decode_all};
+pub use decoder::{Piece, StreamDecoder, Summary, decode_all};
 pub use encoder::{Encoder, StreamEncoder, encode_all};
 pub use error::{Error, Result};
 pub use header::{

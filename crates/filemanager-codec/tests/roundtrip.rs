@@ -22,6 +22,16 @@ fn check_object(params: Params, data: &[u8], seed: u64) {
     assert_eq!(got, data);
     let got = decode_split(&stored, Some(&ring), KEY, || 1 + rng.below(7)).unwrap();
     assert_eq!(got, data, "tiny slices");
+    // In place, in slices around the chunk size (most chunks whole in one buffer, some cut)
+    // and in tiny ones (every chunk cut, so everything is spilled).
+    let chunk = params.chunk_size as usize;
+    let got =
+        decode_split_in_place(&stored, Some(&ring), KEY, || 1 + rng.below(3 * chunk + 64)).unwrap();
+    assert_eq!(got, data, "in place");
+    let got = decode_split_in_place(&stored, Some(&ring), KEY, || 1 + rng.below(7)).unwrap();
+    assert_eq!(got, data, "in place, tiny slices");
+    let got = decode_split_in_place(&stored, Some(&ring), KEY, || stored.len()).unwrap();
+    assert_eq!(got, data, "in place, one buffer");
 
     if let Some(exact) = params.exact_stored_size(data.len() as u64) {
         assert_eq!(exact, stored.len() as u64);

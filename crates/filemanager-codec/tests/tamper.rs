@@ -67,6 +67,10 @@ fn assert_rejected(bad: &[u8], what: &str) {
     let mut rng = Rng(bad.len() as u64);
     let r = decode_split(bad, Some(&ring), KEY, || 1 + rng.below(50));
     assert!(is_integrity(&r), "{what}: split stream gave {r:?}");
+    let r = decode_split_in_place(bad, Some(&ring), KEY, || 1 + rng.below(200_000));
+    assert!(is_integrity(&r), "{what}: in-place stream gave {r:?}");
+    let r = decode_split_in_place(bad, Some(&ring), KEY, || bad.len());
+    assert!(is_integrity(&r), "{what}: in-place whole buffer gave {r:?}");
     if bad.len() >= HEADER_LEN {
         let size = bad.len() as u64;
         let r = ChunkDecoder::new(bad, Some(&ring), KEY).and_then(|mut cd| {

@@ -4,7 +4,7 @@
 use std::ops::Range;
 
 use filemanager_codec::{
-    ChunkDecoder, Error, FOOTER_LEN, Footer, HEADER_LEN, KeyRing, MasterKey, Params, Result,
+    ChunkDecoder, Error, FOOTER_LEN, Footer, HEADER_LEN, KeyRing, MasterKey, Params, Piece, Result,
     StreamDecoder,
 };
 
@@ -95,6 +95,46 @@ pub fn decode_split(
     while !rest.is_empty() {
         let n = sizes().clamp(1, rest.len());
         dec.push(&rest[..n], &mut out)?;
+        rest = &rest[n..];
+    }
+    dec.finish()?;
+    Ok(out)
+}
+
+/// Decodes with [`StreamDecoder::push_in_place`], pushing copies of slices of sizes from
+/// `sizes` (each copy is the caller's buffer, decrypted in place), and reassembles the
+/// plaintext from the pieces it reports. Also checks that in-place pieces lie inside their
+/// buffer and spilled ones inside the spill, in order and without overlap.
+pub fn decode_split_in_place(
+    stored: &[u8],
+    ring: Option<&KeyRing>,
+    key: &str,
+    mut sizes: impl FnMut() -> usize,
+) -> Result<Vec<u8>> {
+    let mut dec = StreamDecoder::new(ring, key);
+    let mut out = Vec::new();
+    let mut rest = stored;
+    while !rest.is_empty() {
+        let n = sizes().clamp(1, rest.len());
+        let mut buf = rest[..n].to_vec();
+        let (mut spill, mut pieces) = (Vec::new(), Vec::new());
+        dec.push_in_place(&mut buf, &mut spill, &mut pieces)?;
+        let (mut in_buf, mut in_spill) = (0, 0);
+        for piece in pieces {
+            match piece {
+                Piece::InPlace(r) => {
+                    assert!(r.start >= in_buf && r.start < r.end && r.end <= buf.len());
+                    in_buf = r.end;
+                    out.extend_from_slice(&buf[r]);
+                }
+                Piece::Spilled(r) => {
+                    assert!(r.start == in_spill && r.start < r.end && r.end <= spill.len());
+                    in_spill = r.end;
+                    out.extend_from_slice(&spill[r]);
+                }
+            }
+        }
+        assert_eq!(in_spill, spill.len(), "every spilled byte is reported");
         rest = &rest[n..];
     }
     dec.finish()?;
