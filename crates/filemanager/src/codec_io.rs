@@ -10,13 +10,14 @@
 //! written by us, never from the bytes; and the header read back must agree with the record,
 //! so an encrypted object cannot be swapped for an unencrypted one.
 
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use filemanager_codec::{
-    self as codec, ChunkDecoder, FOOTER_LEN, Footer, HEADER_LEN, KeyRing, Params, StreamDecoder,
-    StreamEncoder,
+    self as codec, ChunkDecoder, FOOTER_LEN, Footer, HEADER_LEN, KeyRing, Params, Piece,
+    StreamDecoder, StreamEncoder,
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -250,13 +251,30 @@ impl Codec {
 /// A codec step fed piece by piece: output for each input, and a last word at the end that
 /// fails if the input was not complete.
 trait Step: Send + 'static {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error>;
+    /// Feeds `input`; queues its output, in order, on `ready`.
+    fn push(&mut self, input: Bytes, ready: &mut VecDeque<Bytes>) -> Result<(), codec::Error>;
     fn finish(self, out: &mut Vec<u8>) -> Result<(), codec::Error>;
 }
 
+/// Runs `f`, which appends to a buffer of `capacity`, and queues what it appended.
+fn queue(
+    ready: &mut VecDeque<Bytes>,
+    capacity: usize,
+    f: impl FnOnce(&mut Vec<u8>) -> Result<(), codec::Error>,
+) -> Result<(), codec::Error> {
+    let mut out = Vec::with_capacity(capacity);
+    f(&mut out)?;
+    if !out.is_empty() {
+        ready.push_back(Bytes::from(out));
+    }
+    Ok(())
+}
+
 impl Step for StreamEncoder {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error> {
-        StreamEncoder::push(self, input, out)
+    fn push(&mut self, input: Bytes, ready: &mut VecDeque<Bytes>) -> Result<(), codec::Error> {
+        // Output comes a whole chunk at a time, often not for this input at all: no room is
+        // taken up front.
+        queue(ready, 0, |out| StreamEncoder::push(self, &input, out))
     }
     fn finish(self, out: &mut Vec<u8>) -> Result<(), codec::Error> {
         StreamEncoder::finish(self, out).map(drop)
@@ -264,8 +282,12 @@ impl Step for StreamEncoder {
 }
 
 impl Step for codec::RangeDecoder {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error> {
-        codec::RangeDecoder::push(self, input, out)
+    fn push(&mut self, input: Bytes, ready: &mut VecDeque<Bytes>) -> Result<(), codec::Error> {
+        // Plaintext is at most as long as what it was stored as, bar a chunk begun earlier:
+        // room for it up front saves growing the buffer chunk by chunk.
+        queue(ready, input.len(), |out| {
+            codec::RangeDecoder::push(self, &input, out)
+        })
     }
     fn finish(self, _: &mut Vec<u8>) -> Result<(), codec::Error> {
         codec::RangeDecoder::finish(self)
@@ -281,9 +303,8 @@ struct Checked {
     checked: bool,
 }
 
-impl Step for Checked {
-    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), codec::Error> {
-        self.decoder.push(input, out)?;
+impl Checked {
+    fn check_header(&mut self) -> Result<(), codec::Error> {
         if !self.checked
             && let Some(h) = self.decoder.header()
         {
@@ -296,34 +317,98 @@ impl Step for Checked {
         }
         Ok(())
     }
+}
+
+impl Step for Checked {
+    fn push(&mut self, input: Bytes, ready: &mut VecDeque<Bytes>) -> Result<(), codec::Error> {
+        match input.try_into_mut() {
+            // A buffer nobody else holds (a read from local disk): its chunks are decrypted
+            // where they lie and moved together within it, so that it goes on as one piece
+            // (or a few) instead of being copied out. One piece per chunk would be cheaper
+            // still here, but the connection would then write, and its reader wake, once per
+            // 64 KiB.
+            Ok(mut buf) => {
+                let (mut spill, mut pieces) = (Vec::new(), Vec::new());
+                self.decoder
+                    .push_in_place(&mut buf, &mut spill, &mut pieces)?;
+                self.check_header()?;
+                let runs = compact(&mut buf, &pieces);
+                let (buf, spill) = (buf.freeze(), Bytes::from(spill));
+                ready.extend(runs.into_iter().map(|run| match run {
+                    Piece::InPlace(r) => buf.slice(r),
+                    Piece::Spilled(r) => spill.slice(r),
+                }));
+            }
+            // Shared (e.g. a slice of an HTTP client's read buffer): decoded into a copy.
+            Err(input) => {
+                queue(ready, input.len(), |out| self.decoder.push(&input, out))?;
+                self.check_header()?;
+            }
+        }
+        Ok(())
+    }
     fn finish(self, _: &mut Vec<u8>) -> Result<(), codec::Error> {
         self.decoder.finish().map(drop)
     }
+}
+
+/// Moves the in-place `pieces` of `buf` down to lie end to end, and returns the pieces of
+/// output in order: runs of `buf` (each of consecutive in-place pieces) between the spilled
+/// pieces, which are left as they are. Pieces only ever move towards the start, past bytes
+/// already moved or no longer needed, so no run is overwritten by a later one.
+fn compact(buf: &mut [u8], pieces: &[Piece]) -> Vec<Piece> {
+    let mut runs = Vec::new();
+    let (mut run_start, mut end) = (0, 0);
+    for piece in pieces {
+        match piece {
+            Piece::InPlace(r) => {
+                if r.start != end {
+                    buf.copy_within(r.clone(), end);
+                }
+                end += r.len();
+            }
+            Piece::Spilled(r) => {
+                if end > run_start {
+                    runs.push(Piece::InPlace(run_start..end));
+                    run_start = end;
+                }
+                runs.push(Piece::Spilled(r.clone()));
+            }
+        }
+    }
+    if end > run_start {
+        runs.push(Piece::InPlace(run_start..end));
+    }
+    runs
 }
 
 /// Runs `input` through `step`, yielding its output as it comes; the stream ends with the
 /// step's `finish`, so an incomplete input ends in an error, never in a clean end.
 fn transform<S: Step>(input: ByteStream, step: S, key: String) -> ByteStream {
     futures::stream::try_unfold(
-        (input, Some(step), key),
-        |(mut input, mut step, key)| async move {
+        (input, Some(step), key, VecDeque::new()),
+        |(mut input, mut step, key, mut ready)| async move {
             loop {
+                if let Some(piece) = ready.pop_front() {
+                    return Ok(Some((piece, (input, step, key, ready))));
+                }
                 let Some(current) = step.as_mut() else {
                     return Ok(None);
                 };
-                let mut out = Vec::new();
                 match input.next().await {
                     Some(chunk) => current
-                        .push(&chunk?, &mut out)
+                        .push(chunk?, &mut ready)
                         .map_err(|e| codec_error(&key, e))?,
-                    None => step
-                        .take()
-                        .expect("checked above")
-                        .finish(&mut out)
-                        .map_err(|e| codec_error(&key, e))?,
-                }
-                if !out.is_empty() {
-                    return Ok(Some((Bytes::from(out), (input, step, key))));
+                    None => {
+                        let mut out = Vec::new();
+                        step.take()
+                            .expect("checked above")
+                            .finish(&mut out)
+                            .map_err(|e| codec_error(&key, e))?;
+                        if !out.is_empty() {
+                            ready.push_back(Bytes::from(out));
+                        }
+                    }
                 }
             }
         },
@@ -380,5 +465,115 @@ fn codec_error(key: &str, err: codec::Error) -> Error {
             key: key.to_owned(),
             reason: other.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_moves_in_place_pieces_together_around_spilled_ones() {
+        let mut buf: Vec<u8> = (0..40).collect();
+        let pieces = [
+            Piece::InPlace(5..10),
+            Piece::InPlace(15..20),
+            Piece::Spilled(0..3),
+            Piece::InPlace(25..30),
+            Piece::InPlace(30..32),
+        ];
+        let runs = compact(&mut buf, &pieces);
+        assert_eq!(
+            runs,
+            [
+                Piece::InPlace(0..10),
+                Piece::Spilled(0..3),
+                Piece::InPlace(10..17)
+            ]
+        );
+        let expected: Vec<u8> = (5..10).chain(15..20).chain(25..32).collect();
+        assert_eq!(&buf[..17], &expected[..]);
+        assert_eq!(compact(&mut buf, &[]), []);
+        assert_eq!(
+            compact(&mut buf, &[Piece::Spilled(2..4)]),
+            [Piece::Spilled(2..4)]
+        );
+    }
+
+    /// `stored` in pieces of pseudo-random sizes; `shared` makes every piece a slice of one
+    /// buffer (decoded by copying), otherwise each piece is a buffer of its own (in place).
+    fn pieces_of(stored: &[u8], seed: u64, max: usize, shared: bool) -> ByteStream {
+        let whole = Bytes::copy_from_slice(stored);
+        let mut cuts = Vec::new();
+        let (mut at, mut x) = (0, seed);
+        while at < stored.len() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let n = (1 + (x >> 33) as usize % max).min(stored.len() - at);
+            cuts.push(if shared {
+                whole.slice(at..at + n)
+            } else {
+                Bytes::copy_from_slice(&stored[at..at + n])
+            });
+            at += n;
+        }
+        futures::stream::iter(cuts.into_iter().map(Ok)).boxed()
+    }
+
+    async fn decoded(codec: &Codec, encoding: Encoding, stored: ByteStream) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut s = codec.decode("k", encoding, stored)?;
+        while let Some(piece) = s.try_next().await? {
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn owned_and_shared_pieces_decode_alike_and_damage_fails_both() {
+        let keys = KeyConfig::from_values(&"ab".repeat(32), &[]).unwrap();
+        let mut codec = Codec::new(keys).unwrap();
+        codec.chunk_size = 1024;
+        // Half repetitive (its chunks compress), half not (stored uncompressed even when the
+        // object is compressed), so compressed objects mix both kinds of chunk.
+        let data: Vec<u8> = (0..40_000u32)
+            .map(|i| {
+                if i < 20_000 {
+                    (i % 7) as u8
+                } else {
+                    (i.wrapping_mul(2654435761) >> 13) as u8
+                }
+            })
+            .collect();
+        for (compress, encrypt) in [(false, true), (true, true), (true, false)] {
+            let encoding = Encoding::from_flags(compress, encrypt);
+            let body = futures::stream::iter([Ok(Bytes::from(data.clone()))]).boxed();
+            let stored = codec.encode("k", encoding, None, body).unwrap();
+            let stored: Vec<u8> = stored
+                .try_fold(Vec::new(), |mut all, piece| async move {
+                    all.extend_from_slice(&piece);
+                    Ok(all)
+                })
+                .await
+                .unwrap();
+            for (seed, max) in [(1, 7), (2, 1500), (3, 5000), (4, stored.len())] {
+                for shared in [false, true] {
+                    let got = decoded(&codec, encoding, pieces_of(&stored, seed, max, shared))
+                        .await
+                        .unwrap();
+                    assert!(got == data, "{encoding:?} seed {seed} shared {shared}");
+                }
+            }
+            // One flipped bit anywhere in a chunk fails the whole read, in place or not.
+            for at in [100, stored.len() / 2, stored.len() - 300] {
+                let mut bad = stored.clone();
+                bad[at] ^= 0x10;
+                for shared in [false, true] {
+                    let r = decoded(&codec, encoding, pieces_of(&bad, 9, 3000, shared)).await;
+                    assert!(r.is_err(), "{encoding:?} flip at {at} shared {shared}");
+                }
+            }
+        }
     }
 }

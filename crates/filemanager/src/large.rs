@@ -46,7 +46,7 @@ use filemanager_cache::l2::sized_dir::{self, SizedIndex};
 use filemanager_cache::{Cache, Ticket};
 use futures::StreamExt;
 
-use crate::store::ByteStream;
+use crate::store::{ByteStream, SharedFile};
 
 /// Bytes gathered before one blocking write to the temporary file.
 const WRITE_BATCH: usize = 1024 * 1024;
@@ -328,7 +328,7 @@ impl LargeFiles {
         &self,
         key: &str,
         version: &Version<'_>,
-    ) -> Option<Arc<std::fs::File>> {
+    ) -> Option<Arc<SharedFile>> {
         let name = name_of(key, version);
         let known = self.inner.lock().copies.contains(&name);
         let file = if known {
@@ -365,7 +365,7 @@ impl LargeFiles {
             Some(f) => {
                 self.inner.lock().copies.touch(&name);
                 self.inner.hits.fetch_add(1, Ordering::Relaxed);
-                Some(Arc::new(f))
+                Some(SharedFile::new(f))
             }
             None => {
                 self.inner.misses.fetch_add(1, Ordering::Relaxed);

@@ -35,6 +35,7 @@ use object_store::{GetOptions, GetRange, GetResult, ObjectStore, ObjectStoreExt,
 
 pub(crate) use config::raw_s3;
 pub use config::{S3Config, StorageConfig};
+pub(crate) use local_read::SharedFile;
 
 use crate::error::{Error, Result};
 use crate::meta::ObjectRecord;
@@ -78,7 +79,7 @@ pub(crate) struct ObjectInfo {
     /// On local disk, the open file this description was read from. Later reads of the same
     /// version (ranges, the codec's header and index) read from it, so a file replaced in
     /// between (renamed over) cannot make them fail or mix versions: no `If-Match` needed.
-    pinned: Option<Arc<std::fs::File>>,
+    pinned: Option<Arc<local_read::SharedFile>>,
 }
 
 impl ObjectInfo {
@@ -102,7 +103,7 @@ impl ObjectInfo {
         stored_size: u64,
         etag: Option<String>,
         last_modified: DateTime<Utc>,
-        file: Arc<std::fs::File>,
+        file: Arc<local_read::SharedFile>,
     ) -> Self {
         ObjectInfo {
             record,
