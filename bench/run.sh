@@ -114,7 +114,8 @@ wait_http() { # wait_http URL
 
 # ---------------------------------------------------------------- Garage
 log "starting Garage"
-"$ROOT/scripts/garage.sh" start "$WORK/garage" >&2
+# LMDB: see scripts/garage.sh (SQLite once stalled an upload part for 120 s here).
+GARAGE_DB_ENGINE=lmdb "$ROOT/scripts/garage.sh" start "$WORK/garage" >&2
 # shellcheck disable=SC1091
 source "$WORK/garage/env"
 
@@ -501,7 +502,7 @@ meta nproc "$(nproc)"
 meta cpu "$(jstr "$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)")"
 meta date "$(jstr "$(date -u '+%Y-%m-%d %H:%M UTC')")"
 meta kernel "$(jstr "$(uname -r)")"
-meta versions "$(jstr "$(wrk -v 2>&1 | head -1 | cut -c1-40); $("$NGINX" -v 2>&1); $(rclone version | head -1); $(garage --version 2>/dev/null | head -1 || echo garage); $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')")"
+meta versions "$(jstr "$(wrk -v 2>&1 | head -1 | cut -c1-40); $("$NGINX" -v 2>&1); $(rclone version | head -1); $(garage --version 2>/dev/null | head -1 || echo garage) (metadata on LMDB); $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')")"
 if [ "$MODE" = full ]; then OUTMD="$ROOT/BENCHMARKS.md"; else OUTMD="$BENCH/results/BENCHMARKS-quick.md"; fi
 python3 "$BENCH/report.py" "$RES" "$META" "$OUTMD"
 log "wrote $OUTMD"

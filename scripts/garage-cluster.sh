@@ -63,13 +63,10 @@ start() {
     d=$(node_dir "$n")
     mkdir -p "$d/meta" "$d/data"
     rpc=$(free_port); s3=$(free_port); admin=$(free_port)
-    # LMDB, Garage's default engine. With SQLite, one multipart part PUT of the benchmark's
-    # 256 MiB uploads stalled for the client's full 120 s timeout, Garage logging "database
-    # is locked" from its background workers as the part began.
     cat > "$d/garage.toml" <<TOML
 metadata_dir = "$d/meta"
 data_dir = "$d/data"
-db_engine = "lmdb"
+db_engine = "sqlite"
 metadata_fsync = false
 data_fsync = false
 replication_factor = 3

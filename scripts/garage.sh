@@ -5,6 +5,8 @@
 #                                 create a bucket and a key, write DIR/env (S3 variables)
 #   scripts/garage.sh stop DIR    stop it and remove DIR
 #
+# GARAGE_DB_ENGINE=sqlite|lmdb picks Garage's metadata engine (default sqlite; see start()).
+#
 # Garage is built from crates.io the first time (about 16 minutes on a 2-core machine) and
 # reused afterwards. Ports are picked free at start, so several runs can coexist.
 set -euo pipefail
@@ -22,13 +24,16 @@ start() {
   local rpc s3 admin secret
   rpc=$(free_port); s3=$(free_port); admin=$(free_port)
   secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  # LMDB, Garage's default engine. With SQLite, one multipart part PUT of the benchmark's
-  # 256 MiB uploads stalled for the client's full 120 s timeout, Garage logging "database
-  # is locked" from its background workers as the part began.
+  # SQLite by default: Garage on LMDB answers 503 for object keys past LMDB's key size (the
+  # conformance suite's 255-byte directory and 250-byte file name). The benchmark sets
+  # GARAGE_DB_ENGINE=lmdb: on SQLite, one part PUT of its 256 MiB uploads got no answer within
+  # the client's 120 s timeout, Garage logging "database is locked" as the part began.
+  local engine=${GARAGE_DB_ENGINE:-sqlite}
+  case $engine in sqlite|lmdb) ;; *) echo "garage.sh: GARAGE_DB_ENGINE must be sqlite or lmdb" >&2; exit 2 ;; esac
   cat > "$dir/garage.toml" <<TOML
 metadata_dir = "$dir/meta"
 data_dir = "$dir/data"
-db_engine = "lmdb"
+db_engine = "$engine"
 metadata_fsync = false
 data_fsync = false
 replication_factor = 1
