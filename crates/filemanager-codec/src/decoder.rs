@@ -53,9 +53,7 @@ impl Inner {
     fn opener(&mut self) -> &mut ChunkOpener {
         self.opener.as_mut().expect("header parsed before chunks")
     }
-}
 
-impl Inner {
     /// The counter of the chunk whose body comes next, and the plaintext length it must have.
     fn next_chunk(&mut self, prefix: &Prefix) -> (u64, Expect) {
         let cs = self.opener().ctx.header.chunk_size as usize;

@@ -9,7 +9,9 @@
 //!   [`Encoder`], [`StreamEncoder`], [`encode_all`].
 //! * Whole-stream decoding: [`StreamDecoder`], [`decode_all`]. Plaintext is
 //!   released chunk by chunk as it is verified, but a stream is valid only if
-//!   [`StreamDecoder::finish`] succeeds.
+//!   [`StreamDecoder::finish`] succeeds. [`StreamDecoder::push_in_place`]
+//!   decrypts chunks where they lie in the caller's buffer and reports each
+//!   piece of plaintext as a [`Piece`].
 //! * Ranges: [`Header::parse`], [`Footer::parse`], [`ChunkDecoder`],
 //!   [`Index`], [`RangePlan`], [`RangeDecoder`].
 //! * Rotation: [`header_key_id`], [`needs_rekey`].
