@@ -340,8 +340,17 @@ impl Step for Checked {
                 }));
             }
             // Shared (e.g. a slice of an HTTP client's read buffer): decoded into a copy.
+            // Such slices are often smaller than a chunk, and a chunk begun in earlier ones
+            // comes out whole with this one: room for it too saves growing the copy (a
+            // profile of 64 MiB downloads from S3 put that growth at 2 % of the service).
             Err(input) => {
-                queue(ready, input.len(), |out| self.decoder.push(&input, out))?;
+                let begun = self
+                    .decoder
+                    .header()
+                    .map_or(0, |h| h.chunk_size as usize + 64);
+                queue(ready, input.len() + begun, |out| {
+                    self.decoder.push(&input, out)
+                })?;
                 self.check_header()?;
             }
         }
