@@ -265,6 +265,10 @@ fn classify(what: &str) -> &'static str {
         "PUT answered 404 (multipart upload superseded)"
     } else if what.contains(": body: ") || what.contains("transport") {
         "connection broke mid-answer"
+    } else if what.contains("the connection to the backend broke") {
+        // A small answer is read whole before its 200 goes out, so a cut from the backend
+        // arrives as a clean 503 rather than as a cut connection.
+        "connection broke under a small answer (503 before the status went out)"
     } else if what.contains("503") {
         "503 storage_unavailable"
     } else if what.starts_with("head") && what.contains(": 5") {
